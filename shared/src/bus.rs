@@ -1,0 +1,159 @@
+//! [`Bus`]: one service's view of NATS — the client, JetStream, the names
+//! of its namespace and the opened buckets — plus the few publishing helpers
+//! every stage uses (events, ledger entries, dead letters).
+
+use async_nats::{jetstream, Client, HeaderMap};
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    codec::{self, Format},
+    config::NatsArgs,
+    error::ResultExt,
+    headers,
+    messages::{JobEvent, LedgerEntry},
+    names::Names,
+    provision::{self, Buckets},
+    Result,
+};
+
+/// Everything a stage needs to talk to jetflow's streams and buckets.
+#[derive(Clone)]
+pub struct Bus {
+    /// The NATS connection.
+    pub client: Client,
+    /// JetStream on that connection.
+    pub js: jetstream::Context,
+    /// Names in this namespace.
+    pub names: Names,
+    /// The KV buckets.
+    pub kv: Buckets,
+}
+
+impl Bus {
+    /// Connects (waiting for NATS if needed) and provisions what is missing.
+    ///
+    /// ```no_run
+    /// # async fn f() -> jetflow_shared::Result<()> {
+    /// use jetflow_shared::{Bus, NatsArgs};
+    /// let shutdown = tokio_util::sync::CancellationToken::new();
+    /// let bus = Bus::connect(&NatsArgs::new(["nats://127.0.0.1:4222"], "jetflow"), "example", &shutdown).await?;
+    /// println!("{}", bus.names.submit_subject());
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(args: &NatsArgs, name: &str, shutdown: &CancellationToken) -> Result<Bus> {
+        let names = args.validate()?;
+        let client = crate::connect::connect(args, name, shutdown).await?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(std::time::Duration::from_secs(10))
+            .max_ack_inflight(20_000)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let kv = provision::provision(&js, &names, args.replicas).await?;
+        Ok(Bus {
+            client,
+            js,
+            names,
+            kv,
+        })
+    }
+
+    /// Publishes a lifecycle event (JSON) and waits for the stream to have it.
+    /// `dedupe` distinguishes repeated events of one kind (a batch number).
+    pub async fn publish_event(&self, event: &JobEvent, dedupe: Option<u64>) -> Result<()> {
+        let kind = event.event.as_str();
+        let mut hdrs = codec::headers_for(Format::Json);
+        let id = match dedupe {
+            Some(n) => format!("{}:{kind}:{n}", event.job),
+            None => format!("{}:{kind}", event.job),
+        };
+        hdrs.insert(headers::MSG_ID, id.as_str());
+        self.js
+            .publish_with_headers(
+                self.names.event_subject(&event.job, kind),
+                hdrs,
+                codec::to_json(event),
+            )
+            .await
+            .ctx("publishing event")?
+            .await
+            .ctx("storing event")?;
+        Ok(())
+    }
+
+    /// Appends `entry` to `job`'s ledger with de-duplication id `msg_id`,
+    /// returning the future of the stream's acknowledgement so callers can
+    /// pipeline many publishes.
+    pub async fn append_ledger(
+        &self,
+        job: &str,
+        entry: &LedgerEntry,
+        msg_id: &str,
+    ) -> Result<jetstream::context::PublishAckFuture> {
+        let mut hdrs = codec::headers_for(Format::MsgPack);
+        hdrs.insert(headers::MSG_ID, msg_id);
+        self.js
+            .publish_with_headers(self.names.result_subject(job), hdrs, codec::to_msgpack(entry))
+            .await
+            .ctx("publishing ledger entry")
+    }
+
+    /// Stores a dead letter: the original payload with headers saying what,
+    /// where and why. `msg_id` makes a repeated dead-lettering (after a
+    /// crash) store it once.
+    pub async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<()> {
+        let job = letter.job.unwrap_or("_");
+        let mut hdrs = HeaderMap::new();
+        if let Some(original) = letter.original_headers {
+            if let Some(ct) = original.get(headers::CONTENT_TYPE) {
+                hdrs.insert(headers::CONTENT_TYPE, ct.clone());
+            }
+        }
+        hdrs.insert(headers::MSG_ID, letter.msg_id);
+        hdrs.insert(headers::JOB, job);
+        if let Some(item) = letter.item {
+            hdrs.insert(headers::ITEM, item);
+        }
+        hdrs.insert(headers::STAGE, letter.stage);
+        // Header values must be one line.
+        let error: String = letter.error.replace(['\r', '\n'], " ");
+        hdrs.insert(headers::ERROR, error.as_str());
+        hdrs.insert(headers::ATTEMPTS, letter.attempts.to_string().as_str());
+        hdrs.insert(headers::ORIGINAL_SUBJECT, letter.original_subject);
+        let subject_job = if crate::names::is_token(job) { job } else { "_" };
+        self.js
+            .publish_with_headers(
+                self.names.dlq_subject(letter.stage, subject_job),
+                hdrs,
+                letter.payload,
+            )
+            .await
+            .ctx("publishing dead letter")?
+            .await
+            .ctx("storing dead letter")?;
+        tracing::warn!(stage = letter.stage, job, item = letter.item, error = %letter.error, "dead-lettered");
+        Ok(())
+    }
+}
+
+/// A message given up on, for [`Bus::dead_letter`].
+pub struct DeadLetter<'a> {
+    /// Stage giving up: `fetch`, `batch`, `migrate`, `reduce`.
+    pub stage: &'a str,
+    /// The job, if known.
+    pub job: Option<&'a str>,
+    /// The item, if any.
+    pub item: Option<&'a str>,
+    /// Why.
+    pub error: &'a str,
+    /// Deliveries so far.
+    pub attempts: i64,
+    /// Where it was published.
+    pub original_subject: &'a str,
+    /// Its headers, if any (the content type is kept).
+    pub original_headers: Option<&'a HeaderMap>,
+    /// The payload as received.
+    pub payload: Bytes,
+    /// De-duplication id, e.g. `<stream>:<seq>` of the original.
+    pub msg_id: &'a str,
+}

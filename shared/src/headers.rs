@@ -1,0 +1,20 @@
+//! Header names jetflow reads and writes. Dead-letter headers are part of the
+//! public contract: operators filter the DLQ by them with the `nats` CLI.
+
+/// `Content-Type` of a payload: [`MSGPACK`](crate::codec::MSGPACK) or [`JSON`](crate::codec::JSON).
+pub const CONTENT_TYPE: &str = "Content-Type";
+/// JetStream de-duplication id.
+pub const MSG_ID: &str = "Nats-Msg-Id";
+
+/// The job a dead letter belongs to (`_` when it could not be read).
+pub const JOB: &str = "Jetflow-Job";
+/// The item a dead letter belongs to, when there is one.
+pub const ITEM: &str = "Jetflow-Item";
+/// The stage that dead-lettered the message: `fetch`, `batch`, `migrate`, `reduce`.
+pub const STAGE: &str = "Jetflow-Stage";
+/// Why the message was dead-lettered, in words.
+pub const ERROR: &str = "Jetflow-Error";
+/// How many times the message was delivered before it was given up.
+pub const ATTEMPTS: &str = "Jetflow-Attempts";
+/// The subject the message was originally published to.
+pub const ORIGINAL_SUBJECT: &str = "Jetflow-Original-Subject";

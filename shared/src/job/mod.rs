@@ -1,0 +1,14 @@
+//! Jobs: the spec users submit, its validation, and the state jetflow keeps.
+
+pub mod spec;
+pub mod state;
+pub mod validate;
+
+pub use spec::{
+    BatchSettings, FailurePolicy, HandlerSpec, HttpHandler, HttpSource, InlineItem, ItemId,
+    JobSpec, Preset, Settings, SourceSpec,
+};
+pub use state::{
+    BatchRecord, BatchStatus, ErrorSample, ItemOutcome, ItemStatus, JobState, JobStatus, OpenBatch,
+};
+pub use validate::{parse_submission, Invalid, Rejection};

@@ -1,0 +1,292 @@
+//! What jetflow records about a job in KV, as JSON anyone can read with
+//! `nats kv get`. Job state and batch records are written only by the job's
+//! reducer (one owner at a time), item outcomes are created once.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::spec::JobSpec;
+
+/// How many error samples job state keeps.
+pub const ERROR_SAMPLE_LEN: usize = 10;
+
+/// A job's lifecycle.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Accepted, nothing fetched yet.
+    Pending,
+    /// Pages are being fetched (and items processed).
+    Fetching,
+    /// All pages fetched; items still running.
+    Processing,
+    /// Every item succeeded.
+    Completed,
+    /// Finished with some items failed.
+    Partial,
+    /// The job itself failed (source refused, fail-fast, timeout).
+    Failed,
+    /// Cancel requested; in-flight items finishing.
+    Cancelling,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Partial | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
+    /// The status as its contract word (also the name of the event).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Fetching => "fetching",
+            JobStatus::Processing => "processing",
+            JobStatus::Completed => "completed",
+            JobStatus::Partial => "partial",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelling => "cancelling",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Progress of one unfinished batch, kept inside job state so the reducer's
+/// checkpoint covers it atomically.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OpenBatch {
+    /// Items in the batch.
+    pub size: u64,
+    /// Items succeeded so far.
+    pub succeeded: u64,
+    /// Items failed so far.
+    pub failed: u64,
+    /// When fetch published it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// When the batch stage fanned it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatched_at: Option<DateTime<Utc>>,
+}
+
+impl OpenBatch {
+    /// Items with an outcome.
+    pub fn done(&self) -> u64 {
+        self.succeeded + self.failed
+    }
+}
+
+/// One recent error, for `jetflow status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorSample {
+    /// The item.
+    pub item: String,
+    /// Its error.
+    pub error: String,
+}
+
+/// Job state, KV `<ns>_jobs` key `<job>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobState {
+    /// Job id.
+    pub id: String,
+    /// Lifecycle status.
+    pub status: JobStatus,
+    /// Items known so far (all items once `fetch_done`).
+    pub total: u64,
+    /// Items fetched from the source.
+    pub fetched: u64,
+    /// Whether the source is exhausted.
+    pub fetch_done: bool,
+    /// Batches published by fetch.
+    pub batches: u64,
+    /// Batches whose items all have outcomes.
+    pub batches_done: u64,
+    /// Items that succeeded.
+    pub succeeded: u64,
+    /// Items that failed for good.
+    pub failed: u64,
+    /// Items skipped (already done in an earlier run).
+    pub skipped: u64,
+    /// Retries spent, over all items.
+    pub retries: u64,
+    /// Items sent to the DLQ.
+    pub dead_lettered: u64,
+    /// `(succeeded + failed + skipped) / total`, 0 before anything is known.
+    pub progress: f64,
+    /// When the job was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When fetching began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// Last write.
+    pub updated_at: DateTime<Utc>,
+    /// When the job ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why a job failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The most recent item errors, at most [`ERROR_SAMPLE_LEN`].
+    #[serde(default)]
+    pub errors: Vec<ErrorSample>,
+    /// Unfinished batches by number.
+    #[serde(default)]
+    pub open_batches: BTreeMap<u64, OpenBatch>,
+    /// The reducer's checkpoint: the job's ledger is folded up to and
+    /// including this stream sequence.
+    #[serde(default)]
+    pub folded_seq: u64,
+    /// The job as accepted, without inline items (those stay in the specs bucket).
+    pub spec: JobSpec,
+}
+
+impl JobState {
+    /// State of a job just accepted.
+    pub fn new(spec: &JobSpec, now: DateTime<Utc>) -> Self {
+        let total = spec.inline_len().unwrap_or(0) as u64;
+        Self {
+            id: spec.id.clone().unwrap_or_default(),
+            status: JobStatus::Pending,
+            total,
+            fetched: 0,
+            fetch_done: false,
+            batches: 0,
+            batches_done: 0,
+            succeeded: 0,
+            failed: 0,
+            skipped: 0,
+            retries: 0,
+            dead_lettered: 0,
+            progress: 0.0,
+            created_at: now,
+            started_at: None,
+            updated_at: now,
+            finished_at: None,
+            reason: None,
+            errors: Vec::new(),
+            open_batches: BTreeMap::new(),
+            folded_seq: 0,
+            spec: spec.summary(),
+        }
+    }
+
+    /// Items with an outcome.
+    pub fn done(&self) -> u64 {
+        self.succeeded + self.failed + self.skipped
+    }
+
+    /// Recomputes `progress` from the counts.
+    pub fn update_progress(&mut self) {
+        self.progress = if self.total == 0 {
+            if self.fetch_done {
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            (self.done() as f64 / self.total as f64).min(1.0)
+        };
+    }
+
+    /// Items per second since fetching began, if it has.
+    pub fn rate(&self) -> Option<f64> {
+        let start = self.started_at?;
+        let end = self.finished_at.unwrap_or(self.updated_at);
+        let secs = (end - start).num_milliseconds() as f64 / 1000.0;
+        (secs > 0.0).then(|| self.done() as f64 / secs)
+    }
+}
+
+/// Status of one batch.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    /// Published by fetch, not yet fanned out.
+    Pending,
+    /// Items running.
+    Processing,
+    /// Every item succeeded.
+    Completed,
+    /// Every item has an outcome, some failed.
+    Partial,
+}
+
+/// Batch record, KV `<ns>_batches` key `<job>.<batch_no>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// Job id.
+    pub job: String,
+    /// Batch number, from 1.
+    pub batch: u64,
+    /// Status.
+    pub status: BatchStatus,
+    /// Items in the batch.
+    pub size: u64,
+    /// Items succeeded.
+    pub succeeded: u64,
+    /// Items failed.
+    pub failed: u64,
+    /// When fetch published it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// When it was fanned out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatched_at: Option<DateTime<Utc>>,
+    /// When its last item finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// How an item ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    /// The handler succeeded.
+    Succeeded,
+    /// The handler failed for good.
+    Failed,
+}
+
+/// Item outcome, KV `<ns>_items` key `<job>.<item-key>`. Created once; the
+/// `result_seq` tells the reducer which ledger message created it (see
+/// docs/exactly-once.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ItemOutcome {
+    /// Job id.
+    pub job: String,
+    /// Item id.
+    pub item: String,
+    /// Batch number.
+    pub batch: u64,
+    /// Outcome.
+    pub status: ItemStatus,
+    /// The last error, for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the handler answered, if anything worth keeping.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub output: Value,
+    /// Handler calls made.
+    pub attempts: u32,
+    /// Duration of the last call in milliseconds.
+    pub duration_ms: u64,
+    /// When the item finished.
+    pub finished_at: DateTime<Utc>,
+    /// Stream sequence of the ledger message that created this record.
+    pub result_seq: u64,
+}

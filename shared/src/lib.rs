@@ -1,0 +1,37 @@
+//! The library every jetflow service uses.
+//!
+//! - [`names`]: every subject, stream, bucket and key, derived from a namespace.
+//! - [`codec`] and [`headers`]: MessagePack on the wire, JSON accepted everywhere.
+//! - [`job`]: the job spec users submit, its validation, and the state jetflow keeps.
+//! - [`messages`]: batches, tasks, ledger entries and events between the stages.
+//! - [`config`], [`connect`], [`provision`], [`bus`]: getting a service onto NATS.
+//! - [`lease`], [`watch`], [`supervisor`]: per-job work, owned by one instance at a time.
+//! - [`retry`]: backoff delays for durable retries.
+//! - [`telemetry`]: logging.
+
+pub mod bus;
+pub mod codec;
+pub mod config;
+pub mod connect;
+pub mod duration;
+pub mod error;
+pub mod headers;
+pub mod job;
+pub mod lease;
+pub mod messages;
+pub mod names;
+pub mod provision;
+pub mod retry;
+pub mod supervisor;
+pub mod telemetry;
+pub mod watch;
+
+pub use bus::{Bus, DeadLetter};
+pub use config::{LogArgs, LogFormat, NatsArgs};
+pub use error::{Error, Result, ResultExt};
+pub use names::Names;
+
+/// A short random id for a service instance (lease owner, logs).
+pub fn instance_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
