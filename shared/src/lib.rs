@@ -22,8 +22,11 @@ pub mod messages;
 pub mod names;
 pub mod provision;
 pub mod retry;
+pub mod service;
+pub mod signals;
 pub mod supervisor;
 pub mod telemetry;
+pub mod text;
 pub mod watch;
 
 pub use bus::{Bus, DeadLetter};

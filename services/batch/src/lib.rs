@@ -1,1 +1,113 @@
+//! The batch stage: turns each page into one task per item.
+//!
+//! - [`fanout`]: decides what a batch message becomes (tasks, a dead letter,
+//!   nothing for an ended job) and publishes it, pipelined.
+//!
+//! A batch is acked only after every task publish is acknowledged by the
+//! stream and its `dispatched` fact is on the ledger; a crash before that
+//! redelivers the batch, whose task publishes then de-duplicate (same
+//! `Nats-Msg-Id`) and whose finished items are skipped.
 
+pub mod fanout;
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy};
+use futures::StreamExt;
+use jetflow_shared::{Bus, Error, NatsArgs, Result, ResultExt};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Settings of the batch service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// NATS connection and namespace.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Batches this instance fans out at once.
+    #[arg(long, env = "JETFLOW_BATCH_PARALLEL", default_value_t = 8)]
+    pub parallel: usize,
+}
+
+impl Config {
+    /// Defaults with `nats`.
+    pub fn new(nats: NatsArgs) -> Self {
+        Self { nats, parallel: 8 }
+    }
+}
+
+/// Runs the batch stage until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    if config.parallel == 0 {
+        return Err(Error::Config("--parallel: must be at least 1".into()));
+    }
+    let bus = Bus::connect(&config.nats, "jetflow-batch", &shutdown).await?;
+    tracing::info!(namespace = bus.names.namespace(), "batch ready");
+    loop {
+        match consume(&bus, &config, &shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(err) => {
+                tracing::warn!(error = %err, "batch consumer interrupted; restarting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consume(bus: &Bus, config: &Config, shutdown: &CancellationToken) -> Result<()> {
+    let name = bus.names.batch_consumer();
+    let consumer = bus
+        .js
+        .create_consumer_on_stream(
+            pull::Config {
+                durable_name: Some(name),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: config.parallel as i64 * 4,
+                ..Default::default()
+            },
+            bus.names.batches_stream(),
+        )
+        .await
+        .ctx("creating the batch consumer")?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(config.parallel)
+        .messages()
+        .await
+        .ctx("pulling batches")?;
+    let tasks = TaskTracker::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(config.parallel));
+    let result = loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            next = messages.next() => next,
+        };
+        match next {
+            Some(Ok(msg)) => {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break Ok(());
+                };
+                let bus = bus.clone();
+                tasks.spawn(async move {
+                    fanout::handle(&bus, msg).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(err)) => tracing::warn!(error = %err, "error pulling batches"),
+            None => {
+                break Err(Error::Nats {
+                    context: "pulling batches".into(),
+                    message: "stream ended".into(),
+                })
+            }
+        }
+    };
+    // Let batches being fanned out finish: their acks are what make them done.
+    tasks.close();
+    tasks.wait().await;
+    result
+}

@@ -1,1 +1,79 @@
+//! The migrate stage: runs each item's handler.
+//!
+//! - [`worker`]: for every active job, a pull loop on the job's own task
+//!   consumer (whose `max_ack_pending` is the job's concurrency, enforced by
+//!   the server across all instances), one task per item in flight.
+//! - [`handler`]: the handler kinds (`http`).
+//! - [`decision`]: succeeded, failed for good, or retried after a backoff
+//!   delay — retries are JetStream redeliveries, so a crash loses none.
 
+pub mod decision;
+pub mod handler;
+pub mod worker;
+
+use std::sync::Arc;
+
+use jetflow_shared::{
+    supervisor::Supervisor,
+    watch::{JobUpdate, JobWatch},
+    Bus, Error, NatsArgs, Result,
+};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the migrate service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// NATS connection and namespace.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Items this instance runs at once, over all jobs (each job's own
+    /// `concurrency` is enforced across instances by NATS).
+    #[arg(long, env = "JETFLOW_MIGRATE_MAX_INFLIGHT", default_value_t = 1024)]
+    pub max_inflight: usize,
+}
+
+impl Config {
+    /// Defaults with `nats`.
+    pub fn new(nats: NatsArgs) -> Self {
+        Self {
+            nats,
+            max_inflight: 1024,
+        }
+    }
+}
+
+/// Runs the migrate stage until `shutdown` is cancelled; in-flight items
+/// finish first.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    if config.max_inflight == 0 {
+        return Err(Error::Config("--max-inflight: must be at least 1".into()));
+    }
+    let bus = Bus::connect(&config.nats, "jetflow-migrate", &shutdown).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+    let slots = Arc::new(Semaphore::new(config.max_inflight));
+    tracing::info!(namespace = bus.names.namespace(), max_inflight = config.max_inflight, "migrate ready");
+
+    let mut jobs = JobWatch::new(bus.kv.jobs.clone());
+    let mut workers = Supervisor::new(shutdown.clone());
+    loop {
+        let update = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            update = jobs.next() => update,
+        };
+        match update {
+            JobUpdate::State(state) if !state.status.is_terminal() => {
+                let context = worker::JobContext::new(bus.clone(), http.clone(), slots.clone(), &state);
+                workers.ensure(&state.id, move |stop| worker::run(context, stop));
+            }
+            JobUpdate::State(state) => workers.stop(&state.id),
+            JobUpdate::Removed(job) => workers.stop(&job),
+        }
+    }
+    workers.shutdown().await;
+    Ok(())
+}

@@ -1,1 +1,20 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// jetflow's reduce stage: tallies results exactly once and finishes jobs.
+#[derive(Parser)]
+#[command(name = "jetflow-reduce", version)]
+struct Cli {
+    #[command(flatten)]
+    config: jetflow_reduce::Config,
+    #[command(flatten)]
+    log: jetflow_shared::LogArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    jetflow_shared::service::main("jetflow-reduce", cli.log, |shutdown| {
+        jetflow_reduce::run(cli.config, shutdown)
+    })
+}

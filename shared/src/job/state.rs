@@ -290,3 +290,19 @@ pub struct ItemOutcome {
     /// Stream sequence of the ledger message that created this record.
     pub result_seq: u64,
 }
+
+/// Where fetch is in a job's source, KV `<ns>_checkpoints` key `<job>`.
+/// Written after each page is published, so a restarted fetch resumes at
+/// the next page (re-publishing at most the last one, which de-duplicates).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FetchCheckpoint {
+    /// Cursor of the next page; `None` before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Batches published.
+    pub batches: u64,
+    /// Items published.
+    pub fetched: u64,
+    /// The source is exhausted.
+    pub done: bool,
+}

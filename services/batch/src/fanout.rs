@@ -1,0 +1,160 @@
+//! Fanning one batch out into tasks.
+
+use std::time::Duration;
+use std::future::IntoFuture;
+
+use async_nats::jetstream::{kv::Operation, message::PublishMessage, AckKind, Message};
+use chrono::Utc;
+use futures::future::{join_all, try_join_all};
+use jetflow_shared::{
+    codec,
+    job::JobState,
+    messages::{BatchMessage, Item, LedgerEntry, TaskMessage},
+    names::Names,
+    Bus, DeadLetter, Result, ResultExt,
+};
+
+/// What to do with a batch message.
+enum Plan {
+    /// Publish these tasks, then record the dispatch.
+    Dispatch(BatchMessage),
+    /// The job has ended: drop the batch.
+    Drop,
+    /// Not a batch we can use: dead-letter it with this reason.
+    DeadLetter { job: Option<String>, reason: String },
+}
+
+/// Handles one batch message, acknowledging it exactly once.
+pub async fn handle(bus: &Bus, msg: Message) {
+    let ack = match process(bus, &msg).await {
+        Ok(()) => AckKind::Ack,
+        Err(err) => {
+            tracing::warn!(error = %err, "batch not dispatched; will retry");
+            AckKind::Nak(Some(Duration::from_secs(1)))
+        }
+    };
+    if let Err(err) = msg.ack_with(ack).await {
+        tracing::warn!(error = %err, "cannot acknowledge batch");
+    }
+}
+
+async fn process(bus: &Bus, msg: &Message) -> Result<()> {
+    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+    match plan(bus, msg).await? {
+        Plan::Dispatch(batch) => dispatch(bus, batch, delivered > 1).await,
+        Plan::Drop => Ok(()),
+        Plan::DeadLetter { job, reason } => {
+            let msg_id = msg
+                .info()
+                .map(|i| format!("{}:{}", i.stream, i.stream_sequence))
+                .unwrap_or_else(|_| jetflow_shared::instance_id());
+            bus.dead_letter(DeadLetter {
+                stage: "batch",
+                job: job.as_deref(),
+                item: None,
+                error: &reason,
+                attempts: delivered,
+                original_subject: msg.subject.as_str(),
+                original_headers: msg.headers.as_ref(),
+                payload: msg.payload.clone(),
+                msg_id: &msg_id,
+            })
+            .await
+        }
+    }
+}
+
+async fn plan(bus: &Bus, msg: &Message) -> Result<Plan> {
+    let subject_job = msg.subject.as_str().rsplit('.').next().map(str::to_string);
+    let batch: BatchMessage = match codec::decode(msg.headers.as_ref(), &msg.payload) {
+        Ok(batch) => batch,
+        Err(err) => {
+            return Ok(Plan::DeadLetter {
+                job: subject_job,
+                reason: err.to_string(),
+            })
+        }
+    };
+    if subject_job.as_deref() != Some(batch.job.as_str()) {
+        return Ok(Plan::DeadLetter {
+            job: subject_job,
+            reason: format!("batch names job {:?} but was published for another", batch.job),
+        });
+    }
+    let state = match bus.kv.jobs.entry(&batch.job).await.ctx("reading job state")? {
+        Some(entry) if entry.operation == Operation::Put => {
+            codec::decode_as::<JobState>(codec::Format::Json, &entry.value)?
+        }
+        _ => {
+            return Ok(Plan::DeadLetter {
+                job: Some(batch.job.clone()),
+                reason: format!("unknown job {:?}", batch.job),
+            })
+        }
+    };
+    if state.status.is_terminal() {
+        tracing::debug!(job = %batch.job, batch = batch.batch, status = %state.status, "job ended; dropping batch");
+        return Ok(Plan::Drop);
+    }
+    Ok(Plan::Dispatch(batch))
+}
+
+async fn dispatch(bus: &Bus, batch: BatchMessage, redelivered: bool) -> Result<()> {
+    let (job, number) = (batch.job.clone(), batch.batch);
+    let total = batch.items.len();
+    let items = if redelivered {
+        unfinished(bus, &job, batch.items).await?
+    } else {
+        batch.items
+    };
+    let subject = bus.names.task_subject(&job);
+    // Publish every task, then wait for all acknowledgements together.
+    let mut acks = Vec::with_capacity(items.len());
+    for item in items {
+        let msg_id = format!("{job}:{}", jetflow_shared::names::item_key(&item.id));
+        let task = TaskMessage {
+            job: job.clone(),
+            batch: number,
+            item,
+        };
+        let publish = PublishMessage::build()
+            .payload(codec::to_msgpack(&task))
+            .header(jetflow_shared::headers::CONTENT_TYPE, codec::MSGPACK)
+            .message_id(msg_id);
+        acks.push(
+            bus.js
+                .send_publish(subject.clone(), publish)
+                .await
+                .ctx("publishing task")?,
+        );
+    }
+    let published = acks.len();
+    try_join_all(acks.into_iter().map(IntoFuture::into_future)).await.ctx("storing tasks")?;
+    let dispatched = LedgerEntry::Dispatched {
+        batch: number,
+        at: Utc::now(),
+    };
+    bus.append_ledger(&job, &dispatched, &format!("{job}:dispatched:{number}"))
+        .await?
+        .await
+        .ctx("recording dispatch")?;
+    tracing::info!(job = %job, batch = number, items = total, published, "batch dispatched");
+    Ok(())
+}
+
+/// On redelivery, the items of the batch that have no outcome yet.
+async fn unfinished(bus: &Bus, job: &str, items: Vec<Item>) -> Result<Vec<Item>> {
+    let checks = items.iter().map(|item| {
+        bus.kv
+            .items
+            .get(Names::item_outcome_key(job, &item.id))
+    });
+    let outcomes = join_all(checks).await;
+    let mut keep = Vec::new();
+    for (item, outcome) in items.into_iter().zip(outcomes) {
+        if outcome.ctx("checking item outcome")?.is_none() {
+            keep.push(item);
+        }
+    }
+    Ok(keep)
+}

@@ -1,0 +1,126 @@
+//! What the mock has been asked to do, for tests to check.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Snapshot of the mock's counters, as `GET /stats` returns it.
+///
+/// Every migrate call ends in exactly one of `successes`, `transient_errors`,
+/// `permanent_errors`, `not_found` or `bad_requests`, so those add up to `calls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MockStats {
+    /// Migrate calls received.
+    pub calls: u64,
+    /// Distinct agents migrated successfully.
+    pub migrated: u64,
+    /// 200 answers to migrate calls, replays included.
+    pub successes: u64,
+    /// 200 answers replayed for an `Idempotency-Key` that already succeeded.
+    pub idempotent_replays: u64,
+    /// 503 answers (injected transient failures and the `down` switch).
+    pub transient_errors: u64,
+    /// 422 answers from agents that can never be migrated.
+    pub permanent_errors: u64,
+    /// 404 answers for unknown agent ids.
+    pub not_found: u64,
+    /// 400 answers for migrate bodies without a `template` string.
+    pub bad_requests: u64,
+    /// Pages served by `GET /agents`.
+    pub pages: u64,
+    /// Migrate calls being handled right now.
+    pub in_flight: u64,
+    /// Most migrate calls handled at once since start or the last reset.
+    pub max_in_flight: u64,
+    /// 200 answers migrating an already migrated agent again, under a
+    /// different idempotency key or none: work a correct job would not redo.
+    pub duplicate_successes: u64,
+}
+
+/// Live counters, updated without taking the state lock.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub calls: AtomicU64,
+    pub successes: AtomicU64,
+    pub idempotent_replays: AtomicU64,
+    pub transient_errors: AtomicU64,
+    pub permanent_errors: AtomicU64,
+    pub not_found: AtomicU64,
+    pub bad_requests: AtomicU64,
+    pub pages: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
+    pub duplicate_successes: AtomicU64,
+}
+
+/// Adds one to a counter. Relaxed: counters are independent tallies, not
+/// synchronization.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// Snapshot; `migrated` comes from the state, which owns that set.
+    pub(crate) fn snapshot(&self, migrated: u64) -> MockStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MockStats {
+            calls: get(&self.calls),
+            migrated,
+            successes: get(&self.successes),
+            idempotent_replays: get(&self.idempotent_replays),
+            transient_errors: get(&self.transient_errors),
+            permanent_errors: get(&self.permanent_errors),
+            not_found: get(&self.not_found),
+            bad_requests: get(&self.bad_requests),
+            pages: get(&self.pages),
+            in_flight: get(&self.in_flight),
+            max_in_flight: get(&self.max_in_flight),
+            duplicate_successes: get(&self.duplicate_successes),
+        }
+    }
+
+    /// Restarts the high-water mark from the calls in flight now.
+    pub(crate) fn reset_max_in_flight(&self) {
+        let now = self.in_flight.load(Ordering::SeqCst);
+        self.max_in_flight.store(now, Ordering::SeqCst);
+    }
+}
+
+/// Counts one migrate call as in flight for as long as it lives.
+///
+/// A guard rather than paired increments because axum drops the handler future
+/// when a client disconnects mid-call; the decrement must happen then too.
+pub(crate) struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    pub(crate) fn enter(counters: &'a Counters) -> Self {
+        let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_guard_tracks_high_water_mark() {
+        let counters = Counters::default();
+        {
+            let _a = InFlight::enter(&counters);
+            let _b = InFlight::enter(&counters);
+            assert_eq!(counters.snapshot(0).in_flight, 2);
+        }
+        let stats = counters.snapshot(0);
+        assert_eq!((stats.in_flight, stats.max_in_flight), (0, 2));
+        counters.reset_max_in_flight();
+        assert_eq!(counters.snapshot(0).max_in_flight, 0);
+    }
+}

@@ -1,0 +1,336 @@
+//! Paging one job, on the instance that holds its fetch lease.
+//!
+//! For each page: wait until fewer than `max_inflight_batches` of the job's
+//! batches are unfinished (the reducer's `batches_done`, watched in KV), read
+//! the page, append `fetched` to the job's ledger, publish the batch, then
+//! checkpoint the cursor. Every publish carries a de-duplication id, so
+//! repeating a page after a crash adds nothing.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv::Operation};
+use chrono::Utc;
+use futures::{FutureExt, StreamExt};
+use jetflow_shared::{
+    codec,
+    headers,
+    job::{FetchCheckpoint, JobSpec, JobState},
+    lease::Work,
+    messages::{BatchMessage, EventKind, JobEvent, LedgerEntry},
+    retry::retry_delay,
+    Bus, Error, Result, ResultExt,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::source::{Page, Source, SourceError};
+
+/// Attempts at a page while the source is unavailable before the job fails.
+const SOURCE_ATTEMPTS: u32 = 8;
+
+/// Pages `job` until its source is exhausted, it fails, or `stop` is cancelled.
+pub async fn page_job(bus: Bus, job: String, stop: CancellationToken) -> Work {
+    match Pager::open(&bus, &job).await {
+        Ok(Some(mut pager)) => match pager.run(&stop).await {
+            Ok(work) => work,
+            Err(Error::Shutdown) => Work::Interrupted,
+            Err(err) => {
+                tracing::warn!(job, error = %err, "paging interrupted; will resume from the checkpoint");
+                Work::Interrupted
+            }
+        },
+        Ok(None) => Work::Finished,
+        Err(err) => {
+            tracing::warn!(job, error = %err, "cannot start paging; will retry");
+            Work::Interrupted
+        }
+    }
+}
+
+struct Pager {
+    bus: Bus,
+    job: String,
+    spec: JobSpec,
+    source: Source,
+    checkpoint: FetchCheckpoint,
+    checkpoint_revision: u64,
+}
+
+impl Pager {
+    /// Loads the job's spec and checkpoint; `None` if the job cannot be paged.
+    async fn open(bus: &Bus, job: &str) -> Result<Option<Pager>> {
+        let Some(raw) = bus.kv.specs.get(job).await.ctx("reading job spec")? else {
+            tracing::error!(job, "job has state but no spec; cannot fetch it");
+            return Ok(None);
+        };
+        let spec: JobSpec = codec::decode_as(codec::Format::Json, &raw)?;
+        let (checkpoint, checkpoint_revision) =
+            match bus.kv.checkpoints.entry(job).await.ctx("reading checkpoint")? {
+                Some(entry) if entry.operation == Operation::Put => {
+                    (codec::decode_as(codec::Format::Json, &entry.value)?, entry.revision)
+                }
+                _ => (FetchCheckpoint::default(), 0),
+            };
+        let http = reqwest::Client::new();
+        let Some(source) = Source::new(&spec.source, http) else {
+            tracing::error!(job, "source type cannot be paged by this version");
+            return Ok(None);
+        };
+        Ok(Some(Pager {
+            bus: bus.clone(),
+            job: job.to_string(),
+            spec,
+            source,
+            checkpoint,
+            checkpoint_revision,
+        }))
+    }
+
+    async fn run(&mut self, stop: &CancellationToken) -> Result<Work> {
+        if self.checkpoint.done {
+            self.finish().await?;
+            return Ok(Work::Finished);
+        }
+        if self.checkpoint.batches == 0 {
+            self.start().await?;
+        }
+        let settings = self.spec.settings();
+        let mut progress = ReducerProgress::watch(&self.bus, &self.job).await?;
+        loop {
+            let published = self.checkpoint.batches;
+            match progress
+                .wait_below(published, u64::from(settings.max_inflight_batches), stop)
+                .await?
+            {
+                Gate::Open => {}
+                Gate::JobEnded => return Ok(Work::Finished),
+            }
+            let page = match self.read_page(settings.fetch_size, stop).await? {
+                Ok(page) => page,
+                Err(error) => {
+                    self.fail(error).await?;
+                    return Ok(Work::Finished);
+                }
+            };
+            let done = self.publish_page(page).await?;
+            if done {
+                self.finish().await?;
+                return Ok(Work::Finished);
+            }
+        }
+    }
+
+    async fn start(&self) -> Result<()> {
+        let entry = LedgerEntry::Started { at: Utc::now() };
+        self.bus
+            .append_ledger(&self.job, &entry, &format!("{}:started", self.job))
+            .await?
+            .await
+            .ctx("recording start")?;
+        self.bus
+            .publish_event(&JobEvent::new(&self.job, EventKind::Started), None)
+            .await?;
+        tracing::info!(job = %self.job, "fetching started");
+        Ok(())
+    }
+
+    /// Reads the next page, retrying while the source is unavailable. The
+    /// inner `Err` is the reason the job must fail.
+    async fn read_page(
+        &self,
+        limit: u32,
+        stop: &CancellationToken,
+    ) -> Result<std::result::Result<Page, String>> {
+        let cursor = self.checkpoint.cursor.as_deref();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.source.page(cursor, limit).await {
+                Ok(page) => return Ok(Ok(page)),
+                Err(SourceError::Refused(reason)) => return Ok(Err(reason)),
+                Err(SourceError::Unavailable(reason)) if attempt >= SOURCE_ATTEMPTS => {
+                    return Ok(Err(format!(
+                        "source unavailable after {attempt} attempts: {reason}"
+                    )))
+                }
+                Err(SourceError::Unavailable(reason)) => {
+                    let delay = retry_delay(attempt, Duration::from_millis(500), Duration::from_secs(30));
+                    tracing::warn!(job = %self.job, attempt, ?delay, reason, "source unavailable; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return Err(Error::Shutdown),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes one page as the next batch and checkpoints; true when the
+    /// source is exhausted.
+    async fn publish_page(&mut self, page: Page) -> Result<bool> {
+        let mut next = self.checkpoint.clone();
+        // A source that answers an empty page but a cursor that does not move
+        // would loop forever: treat it as the end.
+        let stuck = page.items.is_empty() && page.next_cursor == self.checkpoint.cursor;
+        if !page.items.is_empty() {
+            let batch = next.batches + 1;
+            let size = page.items.len() as u64;
+            let fetched = LedgerEntry::Fetched { batch, size, at: Utc::now() };
+            self.bus
+                .append_ledger(&self.job, &fetched, &format!("{}:fetched:{batch}", self.job))
+                .await?
+                .await
+                .ctx("recording fetched batch")?;
+            self.publish_batch(batch, page.items).await?;
+            next.batches = batch;
+            next.fetched += size;
+            tracing::info!(job = %self.job, batch, size, cursor = ?self.checkpoint.cursor, "batch fetched");
+        }
+        next.done = page.next_cursor.is_none() || stuck;
+        next.cursor = page.next_cursor;
+        self.save_checkpoint(next).await?;
+        Ok(self.checkpoint.done)
+    }
+
+    async fn publish_batch(&self, batch: u64, items: Vec<jetflow_shared::messages::Item>) -> Result<()> {
+        let message = BatchMessage {
+            job: self.job.clone(),
+            batch,
+            items,
+        };
+        let mut hdrs = codec::headers_for(codec::Format::MsgPack);
+        hdrs.insert(headers::MSG_ID, format!("{}:batch:{batch}", self.job).as_str());
+        self.bus
+            .js
+            .publish_with_headers(
+                self.bus.names.batch_subject(&self.job),
+                hdrs,
+                codec::to_msgpack(&message),
+            )
+            .await
+            .ctx("publishing batch")?
+            .await
+            .ctx("storing batch")?;
+        Ok(())
+    }
+
+    /// Compare-and-swap on our own last revision: if another instance paged
+    /// this job meanwhile (a lease we thought we held), stop rather than fork.
+    async fn save_checkpoint(&mut self, next: FetchCheckpoint) -> Result<()> {
+        let value = codec::to_json(&next);
+        let revision = if self.checkpoint_revision == 0 {
+            self.bus.kv.checkpoints.create(&self.job, value).await.ctx("creating checkpoint")?
+        } else {
+            self.bus
+                .kv
+                .checkpoints
+                .update(&self.job, value, self.checkpoint_revision)
+                .await
+                .ctx("saving checkpoint")?
+        };
+        self.checkpoint = next;
+        self.checkpoint_revision = revision;
+        Ok(())
+    }
+
+    async fn finish(&self) -> Result<()> {
+        let entry = LedgerEntry::FetchDone {
+            batches: self.checkpoint.batches,
+            total: self.checkpoint.fetched,
+            at: Utc::now(),
+        };
+        self.bus
+            .append_ledger(&self.job, &entry, &format!("{}:fetch_done", self.job))
+            .await?
+            .await
+            .ctx("recording end of source")?;
+        tracing::info!(job = %self.job, batches = self.checkpoint.batches, items = self.checkpoint.fetched, "fetching done");
+        Ok(())
+    }
+
+    async fn fail(&self, error: String) -> Result<()> {
+        tracing::warn!(job = %self.job, error, "source failed; failing the job");
+        let entry = LedgerEntry::FetchFailed { error, at: Utc::now() };
+        self.bus
+            .append_ledger(&self.job, &entry, &format!("{}:fetch_failed", self.job))
+            .await?
+            .await
+            .ctx("recording source failure")?;
+        Ok(())
+    }
+}
+
+/// Whether fetch may publish another batch.
+enum Gate {
+    Open,
+    JobEnded,
+}
+
+/// The reducer's progress on one job, from a watch on its state.
+struct ReducerProgress {
+    watch: jetstream::kv::Watch,
+    batches_done: u64,
+}
+
+impl ReducerProgress {
+    async fn watch(bus: &Bus, job: &str) -> Result<Self> {
+        let watch = bus.kv.jobs.watch(job).await.ctx("watching job state")?;
+        Ok(Self {
+            watch,
+            batches_done: 0,
+        })
+    }
+
+    /// Waits until fewer than `max_inflight` of the `published` batches are
+    /// unfinished.
+    async fn wait_below(
+        &mut self,
+        published: u64,
+        max_inflight: u64,
+        stop: &CancellationToken,
+    ) -> Result<Gate> {
+        // Take in what the reducer wrote meanwhile without waiting, so the
+        // watch never backs up while fetch runs ahead freely.
+        while let Some(entry) = self.watch.next().now_or_never() {
+            if let Gate::JobEnded = self.take(entry)? {
+                return Ok(Gate::JobEnded);
+            }
+        }
+        while published.saturating_sub(self.batches_done) >= max_inflight {
+            let entry = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Err(Error::Shutdown),
+                entry = self.watch.next() => entry,
+            };
+            if let Gate::JobEnded = self.take(entry)? {
+                return Ok(Gate::JobEnded);
+            }
+        }
+        Ok(Gate::Open)
+    }
+
+    fn take(
+        &mut self,
+        entry: Option<std::result::Result<jetstream::kv::Entry, jetstream::kv::WatcherError>>,
+    ) -> Result<Gate> {
+        {
+            match entry {
+                Some(Ok(entry)) if entry.operation == Operation::Put => {
+                    let state: JobState = codec::decode_as(codec::Format::Json, &entry.value)?;
+                    if state.status.is_terminal() {
+                        return Ok(Gate::JobEnded);
+                    }
+                    self.batches_done = state.batches_done;
+                }
+                Some(Ok(_)) => return Ok(Gate::JobEnded),
+                Some(Err(err)) => return Err(err).ctx("watching job state"),
+                None => {
+                    return Err(Error::Nats {
+                        context: "watching job state".into(),
+                        message: "watch ended".into(),
+                    })
+                }
+            }
+        }
+        Ok(Gate::Open)
+    }
+}

@@ -1,0 +1,58 @@
+//! Reading one page of a job's source.
+
+mod http;
+mod inline;
+
+use jetflow_shared::{job::SourceSpec, messages::Item};
+
+pub use self::http::HttpSource;
+
+/// One page of items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The page's items.
+    pub items: Vec<Item>,
+    /// Cursor of the next page; `None` when this was the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Why a page could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The source said no (a 4xx, an answer we cannot read): retrying the
+    /// same request cannot help, so the job fails with this text.
+    #[error("{0}")]
+    Refused(String),
+    /// The source is unavailable for now (5xx, 429, timeout, connection).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A job's source, ready to page.
+pub enum Source {
+    /// HTTP with a cursor.
+    Http(HttpSource),
+    /// Items given inline (`ids` or `items`), paged by offset.
+    Inline(Vec<Item>),
+}
+
+impl Source {
+    /// The source of `spec`; `None` for source types this version cannot page.
+    pub fn new(spec: &SourceSpec, http: reqwest::Client) -> Option<Source> {
+        match spec {
+            SourceSpec::Http(source) => Some(Source::Http(HttpSource::new(source.clone(), http))),
+            SourceSpec::Ids { .. } | SourceSpec::Items { .. } => {
+                Some(Source::Inline(inline::items(spec)))
+            }
+            SourceSpec::Nats { .. } => None,
+        }
+    }
+
+    /// Reads the page at `cursor` (`None` = the first) of up to `limit` items.
+    pub async fn page(&self, cursor: Option<&str>, limit: u32) -> Result<Page, SourceError> {
+        match self {
+            Source::Http(source) => source.page(cursor, limit).await,
+            Source::Inline(items) => inline::page(items, cursor, limit),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The `http` handler: one request per item, carrying the idempotency key
+//! `<job>:<item>` so that a retried or repeated call is safe for the target.
+
+use jetflow_shared::{job::HttpHandler, messages::Item};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::{Method, StatusCode};
+use jetflow_shared::text::{error_chain, quote};
+use serde_json::Value;
+
+use super::HandlerError;
+
+/// Characters kept as they are in a path segment (RFC 3986 unreserved).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// Answers longer than this are not kept as the item's output.
+const MAX_OUTPUT: usize = 4096;
+/// Longest part of an error body quoted in the item's error.
+const MAX_ERROR_BODY: usize = 300;
+
+/// Calls `spec` for `item` of `job`.
+pub async fn call(
+    client: &reqwest::Client,
+    spec: &HttpHandler,
+    job: &str,
+    item: &Item,
+    params: &Value,
+) -> Result<Value, HandlerError> {
+    let url = spec
+        .url
+        .replace("{id}", &utf8_percent_encode(&item.id, PATH_SEGMENT).to_string());
+    let method = Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| HandlerError::Permanent(format!("bad method {:?}", spec.method)))?;
+    let body = match &spec.body {
+        Some(template) => render(template, item, params),
+        None => params.clone(),
+    };
+    let mut request = client
+        .request(method.clone(), &url)
+        .timeout(spec.timeout.get())
+        .header(spec.idempotency_header.as_str(), format!("{job}:{}", item.id));
+    for (name, value) in &spec.headers {
+        request = request.header(name, value);
+    }
+    if method != Method::GET && !body.is_null() {
+        request = request.json(&body);
+    }
+    let response = request.send().await.map_err(|e| {
+        let what = if e.is_timeout() {
+            format!("timed out after {}", spec.timeout)
+        } else {
+            error_chain(&e)
+        };
+        HandlerError::Transient(format!("{} {url}: {what}", method.as_str()))
+    })?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| HandlerError::Transient(format!("reading answer: {e}")))?;
+    if status.is_success() {
+        return Ok(output(&text));
+    }
+    let error = format!("HTTP {status}: {}", quote(&text, MAX_ERROR_BODY));
+    if is_transient(status, &spec.retry_on) {
+        Err(HandlerError::Transient(error))
+    } else {
+        Err(HandlerError::Permanent(error))
+    }
+}
+
+/// 408, 429 and 5xx are worth retrying, and whatever the job lists.
+pub fn is_transient(status: StatusCode, retry_on: &[u16]) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || retry_on.contains(&status.as_u16())
+}
+
+/// Replaces the strings `"$id"`, `"$data"` and `"$params"` anywhere in a body template.
+pub fn render(template: &Value, item: &Item, params: &Value) -> Value {
+    match template {
+        Value::String(s) if s == "$id" => Value::String(item.id.clone()),
+        Value::String(s) if s == "$data" => item.data.clone(),
+        Value::String(s) if s == "$params" => params.clone(),
+        Value::Array(values) => Value::Array(values.iter().map(|v| render(v, item, params)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), render(v, item, params)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn output(text: &str) -> Value {
+    if text.trim().is_empty() || text.len() > MAX_OUTPUT {
+        return Value::Null;
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classifies_statuses() {
+        assert!(is_transient(StatusCode::SERVICE_UNAVAILABLE, &[]));
+        assert!(is_transient(StatusCode::TOO_MANY_REQUESTS, &[]));
+        assert!(!is_transient(StatusCode::UNPROCESSABLE_ENTITY, &[]));
+        assert!(is_transient(StatusCode::CONFLICT, &[409]));
+        assert!(!is_transient(StatusCode::NOT_FOUND, &[409]));
+    }
+
+    #[test]
+    fn renders_body_templates() {
+        let item = Item { id: "a/1".into(), data: json!({"x": 1}), priority: None };
+        let body = render(
+            &json!({"agent": "$id", "data": "$data", "p": "$params", "keep": ["$idx", 2]}),
+            &item,
+            &json!({"template": "v2"}),
+        );
+        assert_eq!(
+            body,
+            json!({"agent": "a/1", "data": {"x": 1}, "p": {"template": "v2"}, "keep": ["$idx", 2]})
+        );
+    }
+
+    #[test]
+    fn encodes_ids_in_paths() {
+        let encoded = utf8_percent_encode("a b/c?d", PATH_SEGMENT).to_string();
+        assert_eq!(encoded, "a%20b%2Fc%3Fd");
+    }
+}

@@ -1,0 +1,253 @@
+//! One job's tasks on this instance: pull, run, and acknowledge each exactly
+//! once — ack after the result is stored, nak with a backoff delay to retry,
+//! dead-letter then ack to give up.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{consumer::PullConsumer, AckKind, Message};
+use chrono::Utc;
+use futures::StreamExt;
+use jetflow_shared::{
+    codec,
+    job::{HandlerSpec, ItemStatus, JobSpec, JobState, Settings},
+    messages::{ItemResult, LedgerEntry, TaskMessage},
+    names::{item_key, Names},
+    Bus, DeadLetter, Error, Result, ResultExt,
+};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    decision::{decide, Decision},
+    handler::{self, HandlerError},
+};
+
+/// What a job's worker needs, shared by its item tasks.
+#[derive(Clone)]
+pub struct JobContext {
+    bus: Bus,
+    http: reqwest::Client,
+    slots: Arc<Semaphore>,
+    job: String,
+    spec: Arc<JobSpec>,
+    settings: Settings,
+}
+
+impl JobContext {
+    /// The context of `state`'s job; `slots` caps this instance's items in flight.
+    pub fn new(bus: Bus, http: reqwest::Client, slots: Arc<Semaphore>, state: &JobState) -> Self {
+        Self {
+            bus,
+            http,
+            slots,
+            job: state.id.clone(),
+            settings: state.spec.settings(),
+            spec: Arc::new(state.spec.clone()),
+        }
+    }
+}
+
+/// Works on the job's tasks until `stop` (job ended or shutdown); lets
+/// items in flight finish.
+pub async fn run(ctx: JobContext, stop: CancellationToken) {
+    let in_flight = TaskTracker::new();
+    while !stop.is_cancelled() {
+        if let Err(err) = consume(&ctx, &stop, &in_flight).await {
+            tracing::debug!(job = %ctx.job, error = %err, "task consumer not ready; retrying");
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+    in_flight.close();
+    in_flight.wait().await;
+}
+
+async fn consume(ctx: &JobContext, stop: &CancellationToken, in_flight: &TaskTracker) -> Result<()> {
+    let names = &ctx.bus.names;
+    let consumer: PullConsumer = ctx
+        .bus
+        .js
+        .get_consumer_from_stream(names.task_consumer(&ctx.job), names.tasks_stream())
+        .await
+        .ctx("opening the job's task consumer")?;
+    let ack_wait = consumer.cached_info().config.ack_wait;
+    let batch = (ctx.settings.concurrency as usize).clamp(1, 256);
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .ctx("pulling tasks")?;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ok(()),
+            next = messages.next() => next,
+        };
+        match next {
+            Some(Ok(msg)) => {
+                let permit = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return Ok(()),
+                    permit = ctx.slots.clone().acquire_owned() => permit,
+                };
+                let Ok(permit) = permit else { return Ok(()) };
+                let ctx = ctx.clone();
+                in_flight.spawn(async move {
+                    handle(&ctx, msg, ack_wait).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(err)) => tracing::debug!(job = %ctx.job, error = %err, "error pulling tasks"),
+            None => {
+                return Err(Error::Nats {
+                    context: "pulling tasks".into(),
+                    message: "stream ended".into(),
+                })
+            }
+        }
+    }
+}
+
+/// The one acknowledgement a task gets.
+enum Ack {
+    Done,
+    Retry(Duration),
+}
+
+async fn handle(ctx: &JobContext, msg: Message, ack_wait: Duration) {
+    let ack = match process(ctx, &msg, ack_wait).await {
+        Ok(ack) => ack,
+        Err(err) => {
+            // Our own plumbing failed (NATS unavailable): try again shortly.
+            tracing::warn!(job = %ctx.job, error = %err, "task not finished; will retry");
+            Ack::Retry(Duration::from_secs(1))
+        }
+    };
+    let kind = match ack {
+        Ack::Done => AckKind::Ack,
+        Ack::Retry(delay) => AckKind::Nak(Some(delay)),
+    };
+    if let Err(err) = msg.ack_with(kind).await {
+        tracing::warn!(job = %ctx.job, error = %err, "cannot acknowledge task");
+    }
+}
+
+async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<Ack> {
+    let info = msg.info().map_err(|e| Error::Nats {
+        context: "reading task metadata".into(),
+        message: e.to_string(),
+    })?;
+    let attempt = u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1);
+    let dlq_id = format!("{}:{}", info.stream, info.stream_sequence);
+    let task = match codec::decode::<TaskMessage>(msg.headers.as_ref(), &msg.payload) {
+        Ok(task) if task.job == ctx.job => task,
+        Ok(task) => {
+            let reason = format!("task names job {:?} but is on job {:?}'s subject", task.job, ctx.job);
+            dead_letter(ctx, msg, None, &reason, attempt, &dlq_id).await?;
+            return Ok(Ack::Done);
+        }
+        Err(err) => {
+            dead_letter(ctx, msg, None, &err.to_string(), attempt, &dlq_id).await?;
+            return Ok(Ack::Done);
+        }
+    };
+    let outcome_key = Names::item_outcome_key(&ctx.job, &task.item.id);
+    if ctx.bus.kv.items.get(&outcome_key).await.ctx("checking item outcome")?.is_some() {
+        tracing::debug!(job = %ctx.job, item = %task.item.id, "already has an outcome; not calling again");
+        return Ok(Ack::Done);
+    }
+
+    let started = std::time::Instant::now();
+    let result = with_progress(msg, ack_wait, call(ctx, &task)).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (status, error, output) = match decide(result, attempt, &ctx.settings) {
+        Decision::Retry { delay, error } => {
+            tracing::debug!(job = %ctx.job, item = %task.item.id, attempt, ?delay, error, "retrying item");
+            return Ok(Ack::Retry(delay));
+        }
+        Decision::Succeeded(output) => (ItemStatus::Succeeded, None, output),
+        Decision::Failed(error) => (ItemStatus::Failed, Some(error), Value::Null),
+    };
+    let dead_lettered = status == ItemStatus::Failed;
+    if let Some(error) = &error {
+        dead_letter(ctx, msg, Some(&task.item.id), error, attempt, &dlq_id).await?;
+    }
+    tracing::debug!(job = %ctx.job, item = %task.item.id, ?status, attempt, duration_ms, "item finished");
+    let result = LedgerEntry::Item(ItemResult {
+        batch: task.batch,
+        id: task.item.id.clone(),
+        status,
+        error,
+        output,
+        attempts: attempt,
+        dead_lettered,
+        duration_ms,
+        finished_at: Utc::now(),
+    });
+    let msg_id = format!("{}:item:{}", ctx.job, item_key(&task.item.id));
+    ctx.bus
+        .append_ledger(&ctx.job, &result, &msg_id)
+        .await?
+        .await
+        .ctx("storing item result")?;
+    Ok(Ack::Done)
+}
+
+async fn call(ctx: &JobContext, task: &TaskMessage) -> std::result::Result<Value, HandlerError> {
+    match &ctx.spec.handler {
+        HandlerSpec::Http(spec) => {
+            handler::http::call(&ctx.http, spec, &ctx.job, &task.item, &ctx.spec.params).await
+        }
+        other => Err(HandlerError::Permanent(format!(
+            "{:?} handlers are not supported by this version",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Runs `work` while telling the server, every third of `ack_wait`, that the
+/// task is still being worked on — so a long call is not redelivered mid-way.
+async fn with_progress<T>(msg: &Message, ack_wait: Duration, work: impl std::future::Future<Output = T>) -> T {
+    let every = (ack_wait / 3).max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticker.tick() => {
+                if let Err(err) = msg.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %err, "progress ack failed");
+                }
+            }
+        }
+    }
+}
+
+async fn dead_letter(
+    ctx: &JobContext,
+    msg: &Message,
+    item: Option<&str>,
+    error: &str,
+    attempt: u32,
+    msg_id: &str,
+) -> Result<()> {
+    ctx.bus
+        .dead_letter(DeadLetter {
+            stage: "migrate",
+            job: Some(&ctx.job),
+            item,
+            error,
+            attempts: i64::from(attempt),
+            original_subject: msg.subject.as_str(),
+            original_headers: msg.headers.as_ref(),
+            payload: msg.payload.clone(),
+            msg_id,
+        })
+        .await
+}

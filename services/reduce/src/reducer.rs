@@ -1,0 +1,246 @@
+//! Reducing one job, on the instance that holds its reduce lease.
+//!
+//! Reads the job's ledger in order from just after the checkpoint
+//! (`folded_seq` in job state) with an ordered consumer, and for each run of
+//! entries: record item outcomes (create-if-absent), fold, announce, then
+//! checkpoint the state with compare-and-swap. See docs/exactly-once.md.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{
+    consumer::{pull::OrderedConfig, DeliverPolicy},
+    kv::{Operation, UpdateErrorKind},
+    Message,
+};
+use chrono::Utc;
+use futures::StreamExt;
+use jetflow_shared::{
+    codec,
+    job::JobState,
+    lease::Work,
+    messages::LedgerEntry,
+    Bus, DeadLetter, Error, Result, ResultExt,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{announce, fold, outcomes};
+
+/// Most ledger entries folded per checkpoint.
+const MAX_CHUNK: usize = 1000;
+/// How often folded ledger entries are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(5);
+
+/// Reduces `job` until it ends or `stop` is cancelled.
+pub async fn reduce_job(bus: Bus, job: String, stop: CancellationToken) -> Work {
+    let mut reducer = match Reducer::open(bus, &job).await {
+        Ok(Some(reducer)) => reducer,
+        Ok(None) => return Work::Finished,
+        Err(err) => {
+            tracing::warn!(job, error = %err, "cannot start reducing; will retry");
+            return Work::Interrupted;
+        }
+    };
+    match reducer.run(&stop).await {
+        Ok(work) => work,
+        Err(Error::Shutdown) => Work::Interrupted,
+        Err(err) => {
+            tracing::warn!(job, error = %err, "reducing interrupted; will resume from the checkpoint");
+            Work::Interrupted
+        }
+    }
+}
+
+struct Reducer {
+    bus: Bus,
+    job: String,
+    state: JobState,
+    revision: u64,
+    purged_through: u64,
+    last_purge: Instant,
+}
+
+impl Reducer {
+    async fn open(bus: Bus, job: &str) -> Result<Option<Reducer>> {
+        let entry = bus.kv.jobs.entry(job).await.ctx("reading job state")?;
+        let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
+            return Ok(None);
+        };
+        let state: JobState = codec::decode_as(codec::Format::Json, &entry.value)?;
+        if state.status.is_terminal() {
+            return Ok(None);
+        }
+        Ok(Some(Reducer {
+            bus,
+            job: job.to_string(),
+            revision: entry.revision,
+            purged_through: 0,
+            last_purge: Instant::now(),
+            state,
+        }))
+    }
+
+    async fn run(&mut self, stop: &CancellationToken) -> Result<Work> {
+        let stream = self
+            .bus
+            .js
+            .get_stream(self.bus.names.results_stream())
+            .await
+            .ctx("opening the results stream")?;
+        let deliver_policy = match self.state.folded_seq {
+            0 => DeliverPolicy::All,
+            seq => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
+        };
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: self.bus.names.result_subject(&self.job),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .ctx("reading the job's ledger")?;
+        let mut ledger = consumer
+            .messages()
+            .await
+            .ctx("reading the job's ledger")?
+            .ready_chunks(MAX_CHUNK);
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Err(Error::Shutdown),
+                chunk = ledger.next() => chunk,
+            };
+            let Some(chunk) = chunk else {
+                return Err(Error::Nats {
+                    context: "reading the job's ledger".into(),
+                    message: "ledger ended".into(),
+                });
+            };
+            let mut messages = Vec::with_capacity(chunk.len());
+            for msg in chunk {
+                match msg {
+                    Ok(msg) => messages.push(msg),
+                    Err(err) => tracing::debug!(job = %self.job, error = %err, "ledger read error"),
+                }
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            if self.fold(messages).await? {
+                return Ok(Work::Finished);
+            }
+            self.purge_folded(false).await;
+        }
+    }
+
+    /// Folds one run of ledger messages and checkpoints; true if the job ended.
+    async fn fold(&mut self, messages: Vec<Message>) -> Result<bool> {
+        let mut entries = Vec::with_capacity(messages.len());
+        for msg in &messages {
+            let seq = msg.info().map(|i| i.stream_sequence).map_err(|e| Error::Nats {
+                context: "reading ledger metadata".into(),
+                message: e.to_string(),
+            })?;
+            if seq <= self.state.folded_seq {
+                continue;
+            }
+            match codec::decode::<LedgerEntry>(msg.headers.as_ref(), &msg.payload) {
+                Ok(entry) => entries.push((seq, Some(entry))),
+                Err(err) => {
+                    self.dead_letter(msg, seq, &err.to_string()).await?;
+                    entries.push((seq, None));
+                }
+            }
+        }
+        if entries.is_empty() {
+            return Ok(false);
+        }
+        let counted = outcomes::record(&self.bus, &self.job, &entries).await?;
+        let mut next = self.state.clone();
+        let mut effects = fold::Effects::default();
+        for ((seq, entry), counted) in entries.iter().zip(counted) {
+            fold::apply(&mut next, *seq, entry.as_ref(), counted, &mut effects);
+        }
+        fold::settle(&mut next, Utc::now(), &mut effects);
+        announce::batches(&self.bus, &next, &effects).await?;
+        self.checkpoint(next).await?;
+        if effects.ended.is_some() {
+            self.finish().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Writes job state if nobody else has since we read it.
+    async fn checkpoint(&mut self, next: JobState) -> Result<()> {
+        let value = codec::to_json(&next);
+        match self.bus.kv.jobs.update(&self.job, value, self.revision).await {
+            Ok(revision) => {
+                self.revision = revision;
+                self.state = next;
+                Ok(())
+            }
+            Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => Err(Error::Nats {
+                context: format!("checkpointing job {}", self.job),
+                message: "job state was written by someone else; re-reading".into(),
+            }),
+            Err(err) => Err(err).ctx("checkpointing job state"),
+        }
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        announce::ended(&self.bus, &self.state).await?;
+        let names = &self.bus.names;
+        // The job's consumer and any tasks left (a failed job's) are done with.
+        if let Err(err) = self
+            .bus
+            .js
+            .delete_consumer_from_stream(names.task_consumer(&self.job), names.tasks_stream())
+            .await
+        {
+            tracing::debug!(job = %self.job, error = %err, "task consumer already gone");
+        }
+        if let Ok(tasks) = self.bus.js.get_stream(names.tasks_stream()).await {
+            let _ = tasks.purge().filter(names.task_subject(&self.job)).await;
+        }
+        self.purge_folded(true).await;
+        Ok(())
+    }
+
+    /// Drops ledger entries the checkpoint covers, so the results stream
+    /// stays as small as the work in flight.
+    async fn purge_folded(&mut self, now: bool) {
+        let due = now || self.last_purge.elapsed() >= PURGE_EVERY;
+        if !due || self.state.folded_seq <= self.purged_through {
+            return;
+        }
+        self.last_purge = Instant::now();
+        let Ok(stream) = self.bus.js.get_stream(self.bus.names.results_stream()).await else {
+            return;
+        };
+        let purge = stream
+            .purge()
+            .filter(self.bus.names.result_subject(&self.job))
+            .sequence(self.state.folded_seq + 1)
+            .await;
+        match purge {
+            Ok(_) => self.purged_through = self.state.folded_seq,
+            Err(err) => tracing::debug!(job = %self.job, error = %err, "ledger purge failed"),
+        }
+    }
+
+    async fn dead_letter(&self, msg: &Message, seq: u64, reason: &str) -> Result<()> {
+        self.bus
+            .dead_letter(DeadLetter {
+                stage: "reduce",
+                job: Some(&self.job),
+                item: None,
+                error: reason,
+                attempts: 1,
+                original_subject: msg.subject.as_str(),
+                original_headers: msg.headers.as_ref(),
+                payload: msg.payload.clone(),
+                msg_id: &format!("{}:{seq}", self.bus.names.results_stream()),
+            })
+            .await
+    }
+}

@@ -1,0 +1,38 @@
+//! The body of every service's `main`: logging, signals, a runtime, `run`.
+
+use std::{future::Future, process::ExitCode};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{signals, telemetry, LogArgs, Result};
+
+/// Runs `run` on a multi-threaded runtime with logging and signal handling
+/// set up; maps its result to the exit code.
+pub fn main<F, Fut>(name: &str, log: LogArgs, run: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    telemetry::init(log.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{name}: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        signals::install(shutdown.clone());
+        match run(shutdown).await {
+            Ok(()) => {
+                tracing::info!("{name} stopped");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "{name} failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
