@@ -58,6 +58,21 @@ impl Bus {
         })
     }
 
+    /// Connects to an already provisioned namespace without creating
+    /// anything, for tools that only read.
+    pub async fn open(args: &NatsArgs, name: &str, shutdown: &CancellationToken) -> Result<Bus> {
+        let names = args.validate()?;
+        let client = crate::connect::connect(args, name, shutdown).await?;
+        let js = jetstream::new(client.clone());
+        let kv = provision::open(&js, &names).await?;
+        Ok(Bus {
+            client,
+            js,
+            names,
+            kv,
+        })
+    }
+
     /// Publishes a lifecycle event (JSON) and waits for the stream to have it.
     /// `dedupe` distinguishes repeated events of one kind (a batch number).
     pub async fn publish_event(&self, event: &JobEvent, dedupe: Option<u64>) -> Result<()> {
@@ -93,7 +108,11 @@ impl Bus {
         let mut hdrs = codec::headers_for(Format::MsgPack);
         hdrs.insert(headers::MSG_ID, msg_id);
         self.js
-            .publish_with_headers(self.names.result_subject(job), hdrs, codec::to_msgpack(entry))
+            .publish_with_headers(
+                self.names.result_subject(job),
+                hdrs,
+                codec::to_msgpack(entry),
+            )
             .await
             .ctx("publishing ledger entry")
     }
@@ -120,7 +139,11 @@ impl Bus {
         hdrs.insert(headers::ERROR, error.as_str());
         hdrs.insert(headers::ATTEMPTS, letter.attempts.to_string().as_str());
         hdrs.insert(headers::ORIGINAL_SUBJECT, letter.original_subject);
-        let subject_job = if crate::names::is_token(job) { job } else { "_" };
+        let subject_job = if crate::names::is_token(job) {
+            job
+        } else {
+            "_"
+        };
         self.js
             .publish_with_headers(
                 self.names.dlq_subject(letter.stage, subject_job),
@@ -131,7 +154,16 @@ impl Bus {
             .ctx("publishing dead letter")?
             .await
             .ctx("storing dead letter")?;
-        tracing::warn!(stage = letter.stage, job, item = letter.item, error = %letter.error, "dead-lettered");
+        // An item that failed is part of a job's normal life (its batch's
+        // summary counts it); a message we could not even read is not.
+        match letter.item {
+            Some(item) => {
+                tracing::debug!(stage = letter.stage, job, item, error = %letter.error, "dead-lettered")
+            }
+            None => {
+                tracing::warn!(stage = letter.stage, job, error = %letter.error, "dead-lettered")
+            }
+        }
         Ok(())
     }
 }

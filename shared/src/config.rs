@@ -37,11 +37,15 @@ impl NatsArgs {
     /// Checks the settings; the error names the flag.
     pub fn validate(&self) -> Result<Names> {
         if self.nats_url.iter().all(|u| u.trim().is_empty()) {
-            return Err(Error::Config("--nats-url: at least one URL is needed".into()));
+            return Err(Error::Config(
+                "--nats-url: at least one URL is needed".into(),
+            ));
         }
         for url in &self.nats_url {
             if url.trim().parse::<async_nats::ServerAddr>().is_err() {
-                return Err(Error::Config(format!("--nats-url: {url:?} is not a NATS URL")));
+                return Err(Error::Config(format!(
+                    "--nats-url: {url:?} is not a NATS URL"
+                )));
             }
         }
         if !(1..=5).contains(&self.replicas) {

@@ -69,7 +69,10 @@ impl Lease {
 
     /// Gives the lease up at once so another instance can take over.
     pub async fn release(self) {
-        let _ = self.kv.delete_expect_revision(&self.key, Some(self.revision)).await;
+        let _ = self
+            .kv
+            .delete_expect_revision(&self.key, Some(self.revision))
+            .await;
     }
 }
 
@@ -87,8 +90,13 @@ pub enum Work {
 /// work is interrupted, contend again. Returns when the work reports
 /// [`Work::Finished`] or `stop` is cancelled. `work` receives a token that
 /// is cancelled when it must stop (lease lost, shutdown).
-pub async fn contend<F, Fut>(kv: Store, key: String, owner: String, stop: CancellationToken, mut work: F)
-where
+pub async fn contend<F, Fut>(
+    kv: Store,
+    key: String,
+    owner: String,
+    stop: CancellationToken,
+    mut work: F,
+) where
     F: FnMut(CancellationToken) -> Fut,
     Fut: Future<Output = Work>,
 {

@@ -204,7 +204,11 @@ mod tests {
     fn ledger_entries_round_trip_in_msgpack_and_json() {
         let entries = vec![
             LedgerEntry::Started { at: Utc::now() },
-            LedgerEntry::Fetched { batch: 3, size: 50, at: Utc::now() },
+            LedgerEntry::Fetched {
+                batch: 3,
+                size: 50,
+                at: Utc::now(),
+            },
             LedgerEntry::Item(ItemResult {
                 batch: 3,
                 id: "agent-1".into(),

@@ -241,7 +241,10 @@ mod tests {
         let n = Names::default();
         assert_eq!(n.submit_subject(), "jetflow.jobs.submit");
         assert_eq!(n.cancel_subject("j1"), "jetflow.jobs.cancel.j1");
-        assert_eq!(n.event_subject("j1", "accepted"), "jetflow.events.j1.accepted");
+        assert_eq!(
+            n.event_subject("j1", "accepted"),
+            "jetflow.events.j1.accepted"
+        );
         assert_eq!(n.dlq_subject("migrate", "j1"), "jetflow.dlq.migrate.j1");
         assert_eq!(n.events_stream(), "JETFLOW_EVENTS");
         assert_eq!(n.dlq_stream(), "JETFLOW_DLQ");

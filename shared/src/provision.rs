@@ -115,12 +115,25 @@ pub fn bucket_configs(names: &Names, replicas: usize) -> Vec<kv::Config> {
     ]
 }
 
+/// Opens the buckets of an already provisioned namespace, creating nothing
+/// (for read-only tools).
+pub async fn open(js: &jetstream::Context, names: &Names) -> Result<Buckets> {
+    let mut stores = Vec::new();
+    for config in bucket_configs(names, 1) {
+        let name = config.bucket;
+        let store = js.get_key_value(&name).await.map_err(|e| {
+            Error::Config(format!(
+                "bucket {name} not found ({e}): is jetflow running in namespace {:?}?",
+                names.namespace()
+            ))
+        })?;
+        stores.push(store);
+    }
+    buckets(stores)
+}
+
 /// Creates or updates every stream and bucket; returns the buckets.
-pub async fn provision(
-    js: &jetstream::Context,
-    names: &Names,
-    replicas: usize,
-) -> Result<Buckets> {
+pub async fn provision(js: &jetstream::Context, names: &Names, replicas: usize) -> Result<Buckets> {
     for config in stream_configs(names, replicas) {
         let name = config.name.clone();
         retry_conflicts(|| js.create_or_update_stream(config.clone()))
@@ -135,8 +148,16 @@ pub async fn provision(
             .ctx(format!("provisioning bucket {name}"))?;
         stores.push(store);
     }
+    buckets(stores)
+}
+
+fn buckets(stores: Vec<Store>) -> Result<Buckets> {
     let mut stores = stores.into_iter();
-    let mut next = || stores.next().ok_or_else(|| Error::Config("bucket list changed".into()));
+    let mut next = || {
+        stores
+            .next()
+            .ok_or_else(|| Error::Config("bucket list changed".into()))
+    };
     Ok(Buckets {
         jobs: next()?,
         batches: next()?,

@@ -35,8 +35,10 @@ mod tests {
             let base = (100u64 << (retry - 1).min(30)).min(5000) as f64;
             for _ in 0..50 {
                 let d = retry_delay(retry, initial, max).as_millis() as f64;
-                assert!(d >= base * 0.5 - 1.0 && d <= (base * 1.5).min(5000.0) + 1.0,
-                    "retry {retry}: {d} vs base {base}");
+                assert!(
+                    d >= base * 0.5 - 1.0 && d <= (base * 1.5).min(5000.0) + 1.0,
+                    "retry {retry}: {d} vs base {base}"
+                );
             }
         }
     }

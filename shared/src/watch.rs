@@ -40,7 +40,9 @@ impl JobWatch {
                 let watch = if self.last_revision == 0 {
                     self.kv.watch_all().await
                 } else {
-                    self.kv.watch_all_from_revision(self.last_revision + 1).await
+                    self.kv
+                        .watch_all_from_revision(self.last_revision + 1)
+                        .await
                 };
                 match watch {
                     Ok(w) => self.watch = Some(w),
@@ -64,7 +66,9 @@ impl JobWatch {
                         Operation::Put => {
                             match codec::decode_as::<JobState>(codec::Format::Json, &entry.value) {
                                 Ok(state) => return JobUpdate::State(Box::new(state)),
-                                Err(err) => tracing::warn!(key = %entry.key, error = %err, "unreadable job state"),
+                                Err(err) => {
+                                    tracing::warn!(key = %entry.key, error = %err, "unreadable job state")
+                                }
                             }
                         }
                     }

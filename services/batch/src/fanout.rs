@@ -1,7 +1,7 @@
 //! Fanning one batch out into tasks.
 
-use std::time::Duration;
 use std::future::IntoFuture;
+use std::time::Duration;
 
 use async_nats::jetstream::{kv::Operation, message::PublishMessage, AckKind, Message};
 use chrono::Utc;
@@ -78,10 +78,19 @@ async fn plan(bus: &Bus, msg: &Message) -> Result<Plan> {
     if subject_job.as_deref() != Some(batch.job.as_str()) {
         return Ok(Plan::DeadLetter {
             job: subject_job,
-            reason: format!("batch names job {:?} but was published for another", batch.job),
+            reason: format!(
+                "batch names job {:?} but was published for another",
+                batch.job
+            ),
         });
     }
-    let state = match bus.kv.jobs.entry(&batch.job).await.ctx("reading job state")? {
+    let state = match bus
+        .kv
+        .jobs
+        .entry(&batch.job)
+        .await
+        .ctx("reading job state")?
+    {
         Some(entry) if entry.operation == Operation::Put => {
             codec::decode_as::<JobState>(codec::Format::Json, &entry.value)?
         }
@@ -129,7 +138,9 @@ async fn dispatch(bus: &Bus, batch: BatchMessage, redelivered: bool) -> Result<(
         );
     }
     let published = acks.len();
-    try_join_all(acks.into_iter().map(IntoFuture::into_future)).await.ctx("storing tasks")?;
+    try_join_all(acks.into_iter().map(IntoFuture::into_future))
+        .await
+        .ctx("storing tasks")?;
     let dispatched = LedgerEntry::Dispatched {
         batch: number,
         at: Utc::now(),
@@ -144,11 +155,9 @@ async fn dispatch(bus: &Bus, batch: BatchMessage, redelivered: bool) -> Result<(
 
 /// On redelivery, the items of the batch that have no outcome yet.
 async fn unfinished(bus: &Bus, job: &str, items: Vec<Item>) -> Result<Vec<Item>> {
-    let checks = items.iter().map(|item| {
-        bus.kv
-            .items
-            .get(Names::item_outcome_key(job, &item.id))
-    });
+    let checks = items
+        .iter()
+        .map(|item| bus.kv.items.get(Names::item_outcome_key(job, &item.id)));
     let outcomes = join_all(checks).await;
     let mut keep = Vec::new();
     for (item, outcome) in items.into_iter().zip(outcomes) {

@@ -1,1 +1,82 @@
-fn main() {}
+//! `jetflow`: run jetflow on a laptop, submit jobs, see how they are doing.
+
+mod commands;
+mod connect;
+mod progress;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jetflow_shared::LogArgs;
+
+/// jetflow: large batch jobs on NATS JetStream.
+#[derive(Parser)]
+#[command(name = "jetflow", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run all four services in this process, beside a child nats-server.
+    Dev(commands::dev::DevArgs),
+    /// Submit a job from a JSON file (`-` for stdin) and print its id.
+    Submit(commands::submit::SubmitArgs),
+    /// Show a job's state.
+    Status(commands::status::StatusArgs),
+}
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    /// The job completed, or the command succeeded.
+    pub const OK: u8 = 0;
+    /// An error, or the job failed.
+    pub const FAILED: u8 = 1;
+    /// The job was rejected.
+    pub const REJECTED: u8 = 2;
+    /// The job ended `partial`.
+    pub const PARTIAL: u8 = 3;
+    /// The job was cancelled.
+    pub const CANCELLED: u8 = 4;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Service logs would bury the demo's progress bar.
+    let quiet_by_default = !matches!(&cli.command, Command::Dev(args) if !args.demo);
+    init_logging(&cli.log, quiet_by_default);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("jetflow: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Dev(args) => commands::dev::run(args).await,
+            Command::Submit(args) => commands::submit::run(args).await,
+            Command::Status(args) => commands::status::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("jetflow: {err:#}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+/// The services log at info in `jetflow dev`; the other commands only warn
+/// unless `RUST_LOG` says otherwise, so their output stays readable.
+fn init_logging(log: &LogArgs, quiet: bool) {
+    if quiet && std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    jetflow_shared::telemetry::init(log.log_format);
+}

@@ -66,10 +66,12 @@ async fn consume(bus: &Bus, shutdown: &CancellationToken) -> jetflow_shared::Res
         match next {
             Some(Ok(msg)) => handle(bus, msg).await,
             Some(Err(err)) => tracing::warn!(error = %err, "error pulling submissions"),
-            None => return Err(Error::Nats {
-                context: "pulling submissions".into(),
-                message: "stream ended".into(),
-            }),
+            None => {
+                return Err(Error::Nats {
+                    context: "pulling submissions".into(),
+                    message: "stream ended".into(),
+                })
+            }
         }
     }
 }

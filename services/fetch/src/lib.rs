@@ -15,9 +15,9 @@ pub mod source;
 use jetflow_shared::{
     job::JobStatus,
     lease,
-    watch::{JobUpdate, JobWatch},
     supervisor::Supervisor,
-    Bus, NatsArgs, Names, Result,
+    watch::{JobUpdate, JobWatch},
+    Bus, Names, NatsArgs, Result,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 

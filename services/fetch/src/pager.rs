@@ -12,8 +12,7 @@ use async_nats::jetstream::{self, kv::Operation};
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
-    codec,
-    headers,
+    codec, headers,
     job::{FetchCheckpoint, JobSpec, JobState},
     lease::Work,
     messages::{BatchMessage, EventKind, JobEvent, LedgerEntry},
@@ -63,13 +62,19 @@ impl Pager {
             return Ok(None);
         };
         let spec: JobSpec = codec::decode_as(codec::Format::Json, &raw)?;
-        let (checkpoint, checkpoint_revision) =
-            match bus.kv.checkpoints.entry(job).await.ctx("reading checkpoint")? {
-                Some(entry) if entry.operation == Operation::Put => {
-                    (codec::decode_as(codec::Format::Json, &entry.value)?, entry.revision)
-                }
-                _ => (FetchCheckpoint::default(), 0),
-            };
+        let (checkpoint, checkpoint_revision) = match bus
+            .kv
+            .checkpoints
+            .entry(job)
+            .await
+            .ctx("reading checkpoint")?
+        {
+            Some(entry) if entry.operation == Operation::Put => (
+                codec::decode_as(codec::Format::Json, &entry.value)?,
+                entry.revision,
+            ),
+            _ => (FetchCheckpoint::default(), 0),
+        };
         let http = reqwest::Client::new();
         let Some(source) = Source::new(&spec.source, http) else {
             tracing::error!(job, "source type cannot be paged by this version");
@@ -153,7 +158,8 @@ impl Pager {
                     )))
                 }
                 Err(SourceError::Unavailable(reason)) => {
-                    let delay = retry_delay(attempt, Duration::from_millis(500), Duration::from_secs(30));
+                    let delay =
+                        retry_delay(attempt, Duration::from_millis(500), Duration::from_secs(30));
                     tracing::warn!(job = %self.job, attempt, ?delay, reason, "source unavailable; retrying");
                     tokio::select! {
                         _ = stop.cancelled() => return Err(Error::Shutdown),
@@ -174,9 +180,17 @@ impl Pager {
         if !page.items.is_empty() {
             let batch = next.batches + 1;
             let size = page.items.len() as u64;
-            let fetched = LedgerEntry::Fetched { batch, size, at: Utc::now() };
+            let fetched = LedgerEntry::Fetched {
+                batch,
+                size,
+                at: Utc::now(),
+            };
             self.bus
-                .append_ledger(&self.job, &fetched, &format!("{}:fetched:{batch}", self.job))
+                .append_ledger(
+                    &self.job,
+                    &fetched,
+                    &format!("{}:fetched:{batch}", self.job),
+                )
                 .await?
                 .await
                 .ctx("recording fetched batch")?;
@@ -191,14 +205,21 @@ impl Pager {
         Ok(self.checkpoint.done)
     }
 
-    async fn publish_batch(&self, batch: u64, items: Vec<jetflow_shared::messages::Item>) -> Result<()> {
+    async fn publish_batch(
+        &self,
+        batch: u64,
+        items: Vec<jetflow_shared::messages::Item>,
+    ) -> Result<()> {
         let message = BatchMessage {
             job: self.job.clone(),
             batch,
             items,
         };
         let mut hdrs = codec::headers_for(codec::Format::MsgPack);
-        hdrs.insert(headers::MSG_ID, format!("{}:batch:{batch}", self.job).as_str());
+        hdrs.insert(
+            headers::MSG_ID,
+            format!("{}:batch:{batch}", self.job).as_str(),
+        );
         self.bus
             .js
             .publish_with_headers(
@@ -218,7 +239,12 @@ impl Pager {
     async fn save_checkpoint(&mut self, next: FetchCheckpoint) -> Result<()> {
         let value = codec::to_json(&next);
         let revision = if self.checkpoint_revision == 0 {
-            self.bus.kv.checkpoints.create(&self.job, value).await.ctx("creating checkpoint")?
+            self.bus
+                .kv
+                .checkpoints
+                .create(&self.job, value)
+                .await
+                .ctx("creating checkpoint")?
         } else {
             self.bus
                 .kv
@@ -249,7 +275,10 @@ impl Pager {
 
     async fn fail(&self, error: String) -> Result<()> {
         tracing::warn!(job = %self.job, error, "source failed; failing the job");
-        let entry = LedgerEntry::FetchFailed { error, at: Utc::now() };
+        let entry = LedgerEntry::FetchFailed {
+            error,
+            at: Utc::now(),
+        };
         self.bus
             .append_ledger(&self.job, &entry, &format!("{}:fetch_failed", self.job))
             .await?

@@ -58,7 +58,11 @@ mod tests {
             Decision::Succeeded(Value::Bool(true))
         );
         assert_eq!(
-            decide(Err(HandlerError::Permanent("HTTP 422".into())), 1, &settings(3)),
+            decide(
+                Err(HandlerError::Permanent("HTTP 422".into())),
+                1,
+                &settings(3)
+            ),
             Decision::Failed("HTTP 422".into())
         );
     }
@@ -67,13 +71,21 @@ mod tests {
     fn transient_errors_retry_until_the_budget_is_spent() {
         let transient = || Err(HandlerError::Transient("HTTP 503".into()));
         for attempt in 1..=3 {
-            assert!(matches!(decide(transient(), attempt, &settings(3)), Decision::Retry { .. }));
+            assert!(matches!(
+                decide(transient(), attempt, &settings(3)),
+                Decision::Retry { .. }
+            ));
         }
         match decide(transient(), 4, &settings(3)) {
-            Decision::Failed(error) => assert!(error.contains("HTTP 503") && error.contains("4 attempts")),
+            Decision::Failed(error) => {
+                assert!(error.contains("HTTP 503") && error.contains("4 attempts"))
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decide(transient(), 1, &settings(0)), Decision::Failed(_)));
+        assert!(matches!(
+            decide(transient(), 1, &settings(0)),
+            Decision::Failed(_)
+        ));
     }
 
     #[test]

@@ -55,7 +55,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         .build()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
     let slots = Arc::new(Semaphore::new(config.max_inflight));
-    tracing::info!(namespace = bus.names.namespace(), max_inflight = config.max_inflight, "migrate ready");
+    tracing::info!(
+        namespace = bus.names.namespace(),
+        max_inflight = config.max_inflight,
+        "migrate ready"
+    );
 
     let mut jobs = JobWatch::new(bus.kv.jobs.clone());
     let mut workers = Supervisor::new(shutdown.clone());
@@ -67,7 +71,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         };
         match update {
             JobUpdate::State(state) if !state.status.is_terminal() => {
-                let context = worker::JobContext::new(bus.clone(), http.clone(), slots.clone(), &state);
+                let context =
+                    worker::JobContext::new(bus.clone(), http.clone(), slots.clone(), &state);
                 workers.ensure(&state.id, move |stop| worker::run(context, stop));
             }
             JobUpdate::State(state) => workers.stop(&state.id),

@@ -65,7 +65,11 @@ pub async fn run(ctx: JobContext, stop: CancellationToken) {
     in_flight.wait().await;
 }
 
-async fn consume(ctx: &JobContext, stop: &CancellationToken, in_flight: &TaskTracker) -> Result<()> {
+async fn consume(
+    ctx: &JobContext,
+    stop: &CancellationToken,
+    in_flight: &TaskTracker,
+) -> Result<()> {
     let names = &ctx.bus.names;
     let consumer: PullConsumer = ctx
         .bus
@@ -148,7 +152,10 @@ async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<
     let task = match codec::decode::<TaskMessage>(msg.headers.as_ref(), &msg.payload) {
         Ok(task) if task.job == ctx.job => task,
         Ok(task) => {
-            let reason = format!("task names job {:?} but is on job {:?}'s subject", task.job, ctx.job);
+            let reason = format!(
+                "task names job {:?} but is on job {:?}'s subject",
+                task.job, ctx.job
+            );
             dead_letter(ctx, msg, None, &reason, attempt, &dlq_id).await?;
             return Ok(Ack::Done);
         }
@@ -158,7 +165,15 @@ async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<
         }
     };
     let outcome_key = Names::item_outcome_key(&ctx.job, &task.item.id);
-    if ctx.bus.kv.items.get(&outcome_key).await.ctx("checking item outcome")?.is_some() {
+    if ctx
+        .bus
+        .kv
+        .items
+        .get(&outcome_key)
+        .await
+        .ctx("checking item outcome")?
+        .is_some()
+    {
         tracing::debug!(job = %ctx.job, item = %task.item.id, "already has an outcome; not calling again");
         return Ok(Ack::Done);
     }
@@ -213,7 +228,11 @@ async fn call(ctx: &JobContext, task: &TaskMessage) -> std::result::Result<Value
 
 /// Runs `work` while telling the server, every third of `ack_wait`, that the
 /// task is still being worked on — so a long call is not redelivered mid-way.
-async fn with_progress<T>(msg: &Message, ack_wait: Duration, work: impl std::future::Future<Output = T>) -> T {
+async fn with_progress<T>(
+    msg: &Message,
+    ack_wait: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
     let every = (ack_wait / 3).max(Duration::from_millis(100));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tokio::pin!(work);

@@ -34,7 +34,13 @@ pub async fn batches(bus: &Bus, state: &JobState, effects: &Effects) -> Result<(
     let writes = open.chain(finished).map(|record| {
         let key = Names::batch_key(&record.job, record.batch);
         let value = codec::to_json(&record);
-        async move { bus.kv.batches.put(key, value).await.ctx("writing batch record") }
+        async move {
+            bus.kv
+                .batches
+                .put(key, value)
+                .await
+                .ctx("writing batch record")
+        }
     });
     try_join_all(writes).await?;
 

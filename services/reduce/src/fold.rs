@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use jetflow_shared::{
-    job::{ErrorSample, FailurePolicy, ItemStatus, JobState, JobStatus, OpenBatch},
     job::state::ERROR_SAMPLE_LEN,
+    job::{ErrorSample, FailurePolicy, ItemStatus, JobState, JobStatus, OpenBatch},
     messages::{ItemResult, LedgerEntry},
 };
 
@@ -79,7 +79,8 @@ pub fn apply(
 
 /// After a run of entries: ends the job if every item has an outcome.
 pub fn settle(state: &mut JobState, now: DateTime<Utc>, effects: &mut Effects) {
-    let all_in = state.fetch_done && state.open_batches.is_empty() && state.batches_done >= state.batches;
+    let all_in =
+        state.fetch_done && state.open_batches.is_empty() && state.batches_done >= state.batches;
     if all_in && !state.status.is_terminal() {
         let status = if state.failed > 0 {
             JobStatus::Partial
@@ -130,7 +131,13 @@ fn item(state: &mut JobState, result: &ItemResult, effects: &mut Effects) {
             result.id,
             result.error.as_deref().unwrap_or("unknown error")
         );
-        end(state, JobStatus::Failed, Some(reason), result.finished_at, effects);
+        end(
+            state,
+            JobStatus::Failed,
+            Some(reason),
+            result.finished_at,
+            effects,
+        );
     }
 }
 
@@ -187,14 +194,22 @@ mod tests {
     }
 
     fn fetched(batch: u64, size: u64) -> LedgerEntry {
-        LedgerEntry::Fetched { batch, size, at: Utc::now() }
+        LedgerEntry::Fetched {
+            batch,
+            size,
+            at: Utc::now(),
+        }
     }
 
     fn result(batch: u64, id: &str, ok: bool) -> LedgerEntry {
         LedgerEntry::Item(ItemResult {
             batch,
             id: id.into(),
-            status: if ok { ItemStatus::Succeeded } else { ItemStatus::Failed },
+            status: if ok {
+                ItemStatus::Succeeded
+            } else {
+                ItemStatus::Failed
+            },
             error: (!ok).then(|| "HTTP 422".to_string()),
             output: serde_json::Value::Null,
             attempts: 2,
@@ -208,7 +223,13 @@ mod tests {
         let mut effects = Effects::default();
         let start = state.folded_seq;
         for (i, (entry, counted)) in entries.iter().enumerate() {
-            apply(state, start + 1 + i as u64, Some(entry), *counted, &mut effects);
+            apply(
+                state,
+                start + 1 + i as u64,
+                Some(entry),
+                *counted,
+                &mut effects,
+            );
         }
         settle(state, Utc::now(), &mut effects);
         effects
@@ -232,7 +253,14 @@ mod tests {
         assert_eq!(effects.ended, None);
         let effects = fold(
             &mut state,
-            &[(LedgerEntry::FetchDone { batches: 1, total: 2, at: Utc::now() }, false)],
+            &[(
+                LedgerEntry::FetchDone {
+                    batches: 1,
+                    total: 2,
+                    at: Utc::now(),
+                },
+                false,
+            )],
         );
         assert_eq!(effects.ended, Some(JobStatus::Partial));
         assert_eq!((state.succeeded, state.failed, state.total), (1, 1, 2));
@@ -266,7 +294,14 @@ mod tests {
             (fetched(2, 1), false),
             (result(2, "c", false), true),
             (result(1, "b", true), true),
-            (LedgerEntry::FetchDone { batches: 2, total: 3, at: Utc::now() }, false),
+            (
+                LedgerEntry::FetchDone {
+                    batches: 2,
+                    total: 3,
+                    at: Utc::now(),
+                },
+                false,
+            ),
         ];
         let mut whole = job("continue");
         fold(&mut whole, &entries);
@@ -274,8 +309,18 @@ mod tests {
         fold(&mut split, &entries[..3]);
         fold(&mut split, &entries[3..]);
         assert_eq!(
-            (whole.succeeded, whole.failed, whole.batches_done, whole.status),
-            (split.succeeded, split.failed, split.batches_done, split.status)
+            (
+                whole.succeeded,
+                whole.failed,
+                whole.batches_done,
+                whole.status
+            ),
+            (
+                split.succeeded,
+                split.failed,
+                split.batches_done,
+                split.status
+            )
         );
         assert_eq!(whole.status, JobStatus::Partial);
     }
@@ -283,9 +328,16 @@ mod tests {
     #[test]
     fn fail_fast_ends_the_job_at_the_first_failure() {
         let mut state = job("fail_fast");
-        let effects = fold(&mut state, &[(fetched(1, 3), false), (result(1, "a", false), true)]);
+        let effects = fold(
+            &mut state,
+            &[(fetched(1, 3), false), (result(1, "a", false), true)],
+        );
         assert_eq!(effects.ended, Some(JobStatus::Failed));
-        assert!(state.reason.as_deref().unwrap_or("").contains("item a failed"));
+        assert!(state
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("item a failed"));
         // Later results change nothing.
         fold(&mut state, &[(result(1, "b", true), true)]);
         assert_eq!(state.succeeded, 0);
@@ -296,7 +348,13 @@ mod tests {
         let mut state = job("continue");
         let effects = fold(
             &mut state,
-            &[(LedgerEntry::FetchFailed { error: "HTTP 400: limit".into(), at: Utc::now() }, false)],
+            &[(
+                LedgerEntry::FetchFailed {
+                    error: "HTTP 400: limit".into(),
+                    at: Utc::now(),
+                },
+                false,
+            )],
         );
         assert_eq!(effects.ended, Some(JobStatus::Failed));
         assert_eq!(state.reason.as_deref(), Some("HTTP 400: limit"));
@@ -307,7 +365,14 @@ mod tests {
         let mut state = job("continue");
         let effects = fold(
             &mut state,
-            &[(LedgerEntry::FetchDone { batches: 0, total: 0, at: Utc::now() }, false)],
+            &[(
+                LedgerEntry::FetchDone {
+                    batches: 0,
+                    total: 0,
+                    at: Utc::now(),
+                },
+                false,
+            )],
         );
         assert_eq!(effects.ended, Some(JobStatus::Completed));
         assert_eq!(state.progress, 1.0);

@@ -18,7 +18,7 @@ use jetflow_shared::{
     lease,
     supervisor::Supervisor,
     watch::{JobUpdate, JobWatch},
-    Bus, NatsArgs, Names, Result,
+    Bus, Names, NatsArgs, Result,
 };
 use tokio_util::sync::CancellationToken;
 

@@ -18,7 +18,11 @@ use jetflow_shared::{
 
 /// For each entry, whether it counts: true exactly for item results whose
 /// outcome record this entry created (now or before a crash).
-pub async fn record(bus: &Bus, job: &str, entries: &[(u64, Option<LedgerEntry>)]) -> Result<Vec<bool>> {
+pub async fn record(
+    bus: &Bus,
+    job: &str,
+    entries: &[(u64, Option<LedgerEntry>)],
+) -> Result<Vec<bool>> {
     let checks = entries.iter().map(|(seq, entry)| async move {
         match entry {
             Some(LedgerEntry::Item(result)) => create_or_recognise(bus, job, *seq, result).await,
@@ -48,7 +52,8 @@ async fn create_or_recognise(bus: &Bus, job: &str, seq: u64, result: &ItemResult
             let entry = bus.kv.items.entry(&key).await.ctx("reading item outcome")?;
             match entry {
                 Some(entry) if entry.operation == Operation::Put => {
-                    let existing: ItemOutcome = codec::decode_as(codec::Format::Json, &entry.value)?;
+                    let existing: ItemOutcome =
+                        codec::decode_as(codec::Format::Json, &entry.value)?;
                     Ok(existing.result_seq == seq)
                 }
                 // Deleted meanwhile (gc of a finished job): nothing to count.

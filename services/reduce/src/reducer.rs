@@ -15,11 +15,8 @@ use async_nats::jetstream::{
 use chrono::Utc;
 use futures::StreamExt;
 use jetflow_shared::{
-    codec,
-    job::JobState,
-    lease::Work,
-    messages::LedgerEntry,
-    Bus, DeadLetter, Error, Result, ResultExt,
+    codec, job::JobState, lease::Work, messages::LedgerEntry, Bus, DeadLetter, Error, Result,
+    ResultExt,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -88,7 +85,9 @@ impl Reducer {
             .ctx("opening the results stream")?;
         let deliver_policy = match self.state.folded_seq {
             0 => DeliverPolicy::All,
-            seq => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
+            seq => DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            },
         };
         let consumer = stream
             .create_consumer(OrderedConfig {
@@ -136,10 +135,13 @@ impl Reducer {
     async fn fold(&mut self, messages: Vec<Message>) -> Result<bool> {
         let mut entries = Vec::with_capacity(messages.len());
         for msg in &messages {
-            let seq = msg.info().map(|i| i.stream_sequence).map_err(|e| Error::Nats {
-                context: "reading ledger metadata".into(),
-                message: e.to_string(),
-            })?;
+            let seq = msg
+                .info()
+                .map(|i| i.stream_sequence)
+                .map_err(|e| Error::Nats {
+                    context: "reading ledger metadata".into(),
+                    message: e.to_string(),
+                })?;
             if seq <= self.state.folded_seq {
                 continue;
             }
@@ -173,7 +175,13 @@ impl Reducer {
     /// Writes job state if nobody else has since we read it.
     async fn checkpoint(&mut self, next: JobState) -> Result<()> {
         let value = codec::to_json(&next);
-        match self.bus.kv.jobs.update(&self.job, value, self.revision).await {
+        match self
+            .bus
+            .kv
+            .jobs
+            .update(&self.job, value, self.revision)
+            .await
+        {
             Ok(revision) => {
                 self.revision = revision;
                 self.state = next;
@@ -214,7 +222,12 @@ impl Reducer {
             return;
         }
         self.last_purge = Instant::now();
-        let Ok(stream) = self.bus.js.get_stream(self.bus.names.results_stream()).await else {
+        let Ok(stream) = self
+            .bus
+            .js
+            .get_stream(self.bus.names.results_stream())
+            .await
+        else {
             return;
         };
         let purge = stream

@@ -9,6 +9,7 @@ pub use spec::{
     JobSpec, Preset, Settings, SourceSpec,
 };
 pub use state::{
-    BatchRecord, BatchStatus, ErrorSample, FetchCheckpoint, ItemOutcome, ItemStatus, JobState, JobStatus, OpenBatch,
+    BatchRecord, BatchStatus, ErrorSample, FetchCheckpoint, ItemOutcome, ItemStatus, JobState,
+    JobStatus, OpenBatch,
 };
 pub use validate::{parse_submission, Invalid, Rejection};

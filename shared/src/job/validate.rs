@@ -72,7 +72,9 @@ pub fn parse_submission(
         None | Some(Value::Null) => new_id(),
         Some(Value::String(id)) => id.clone(),
         Some(other) => {
-            return Err(Invalid::Undecodable(format!("id: must be a string, got {other}")))
+            return Err(Invalid::Undecodable(format!(
+                "id: must be a string, got {other}"
+            )))
         }
     };
     names::validate_job_id(&id).map_err(|e| Invalid::Undecodable(format!("id: {e}")))?;
@@ -93,7 +95,8 @@ fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> Rejection {
     let mut field = err.path().to_string();
     let reason = err.inner().to_string();
     // Internally tagged enums report their tag's errors at the enum itself.
-    let tag_error = reason.starts_with("unknown variant") || reason.contains("missing field `type`");
+    let tag_error =
+        reason.starts_with("unknown variant") || reason.contains("missing field `type`");
     if tag_error && !field.ends_with("type") {
         field = format!("{field}.type");
     }
@@ -155,9 +158,7 @@ fn validate_source(source: &SourceSpec) -> Result<(), Rejection> {
             }
             positive("source.timeout", http.timeout.get())
         }
-        SourceSpec::Ids { ids } => {
-            unique_ids("source.ids", ids.iter().map(|id| id.as_string()))
-        }
+        SourceSpec::Ids { ids } => unique_ids("source.ids", ids.iter().map(|id| id.as_string())),
         SourceSpec::Items { items } => {
             unique_ids("source.items", items.iter().map(|item| item.id.as_string()))
         }
@@ -176,11 +177,17 @@ fn validate_handler(handler: &HandlerSpec) -> Result<(), Rejection> {
             if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
                 return Err(Rejection::new(
                     "handler.method",
-                    format!("{:?} is not one of GET, POST, PUT, PATCH, DELETE", http.method),
+                    format!(
+                        "{:?} is not one of GET, POST, PUT, PATCH, DELETE",
+                        http.method
+                    ),
                 ));
             }
             if http.idempotency_header.is_empty() {
-                return Err(Rejection::new("handler.idempotency_header", "must not be empty"));
+                return Err(Rejection::new(
+                    "handler.idempotency_header",
+                    "must not be empty",
+                ));
             }
             if let Some(code) = http.retry_on.iter().find(|c| !(100..=599).contains(*c)) {
                 return Err(Rejection::new(
@@ -236,7 +243,10 @@ fn unique_ids(field: &str, ids: impl Iterator<Item = String>) -> Result<(), Reje
     let mut seen = HashSet::new();
     for (i, id) in ids.enumerate() {
         if id.is_empty() {
-            return Err(Rejection::new(format!("{field}[{i}]"), "id must not be empty"));
+            return Err(Rejection::new(
+                format!("{field}[{i}]"),
+                "id must not be empty",
+            ));
         }
         if !seen.insert(id.clone()) {
             return Err(Rejection::new(
@@ -280,7 +290,10 @@ mod tests {
 
     #[test]
     fn assigns_an_id() {
-        let job = parse(&format!(r#"{{"source": {{"type": "ids", "ids": []}}, {HANDLER}}}"#)).unwrap();
+        let job = parse(&format!(
+            r#"{{"source": {{"type": "ids", "ids": []}}, {HANDLER}}}"#
+        ))
+        .unwrap();
         assert_eq!(job.id.as_deref(), Some("job-new"));
     }
 
@@ -291,7 +304,9 @@ mod tests {
             "source.type"
         );
         assert_eq!(
-            rejected_field(r#"{"source": {"type": "ids", "ids": []}, "handler": {"type": "http"}}"#),
+            rejected_field(
+                r#"{"source": {"type": "ids", "ids": []}, "handler": {"type": "http"}}"#
+            ),
             "handler"
         );
         assert_eq!(

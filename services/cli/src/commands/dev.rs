@@ -1,0 +1,176 @@
+//! `jetflow dev [--demo]`: the whole of jetflow in one process.
+//!
+//! Starts a child nats-server (unless `--nats-url` is given) and the four
+//! services in-process. With `--demo`, also a mock agents API and a
+//! migration job over its agents, followed to the end with a progress bar.
+
+use anyhow::Context as _;
+use jetflow_devkit::{MockAgents, MockAgentsConfig, NatsServer};
+use jetflow_shared::{job::JobStatus, NatsArgs};
+use serde_json::json;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    commands::submit::{self, Verdict},
+    connect, exit, progress,
+};
+
+/// Arguments of `jetflow dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Use this NATS (comma-separated for a cluster) instead of starting one.
+    #[arg(long = "nats-url", env = "NATS_URL", value_delimiter = ',')]
+    pub nats_url: Option<Vec<String>>,
+    /// Namespace of every subject, stream and bucket.
+    #[arg(long, env = "JETFLOW_NAMESPACE", default_value = jetflow_shared::names::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Run the demo: a mock agents API and a migration of all its agents, then exit.
+    #[arg(long)]
+    pub demo: bool,
+    /// Agents in the demo's mock API.
+    #[arg(long, default_value_t = 10_000)]
+    pub agents: usize,
+    /// The demo job's concurrency (items in flight).
+    #[arg(long, default_value_t = 100)]
+    pub concurrency: u32,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<u8> {
+    let server = match &args.nats_url {
+        Some(_) => None,
+        None => Some(
+            tokio::task::spawn_blocking(NatsServer::start)
+                .await
+                .context("starting nats-server")??,
+        ),
+    };
+    let urls = match (&args.nats_url, &server) {
+        (Some(urls), _) => urls.clone(),
+        (None, Some(server)) => vec![server.url()],
+        (None, None) => anyhow::bail!("no NATS to use"),
+    };
+    let nats = NatsArgs::new(urls.clone(), &args.namespace);
+    nats.validate()?;
+    let shutdown = CancellationToken::new();
+    jetflow_shared::signals::install(shutdown.clone());
+    let services = start_services(&nats, &shutdown);
+
+    let code = if args.demo {
+        let result = demo(&nats, &args, &shutdown).await;
+        shutdown.cancel();
+        result?
+    } else {
+        eprintln!(
+            "jetflow dev: NATS at {}, namespace {:?}",
+            urls.join(","),
+            args.namespace
+        );
+        eprintln!(
+            "  submit a job:   jetflow submit job.json --wait --nats-url {}",
+            urls[0]
+        );
+        eprintln!("  Ctrl-C to stop");
+        shutdown.cancelled().await;
+        exit::OK
+    };
+    services.wait().await;
+    drop(server);
+    Ok(code)
+}
+
+fn start_services(nats: &NatsArgs, shutdown: &CancellationToken) -> TaskTracker {
+    let tasks = TaskTracker::new();
+    let report = |name: &'static str| {
+        move |result: jetflow_shared::Result<()>| {
+            if let Err(err) = result {
+                tracing::error!(service = name, error = %err, "service stopped");
+            }
+        }
+    };
+    let fetch = jetflow_fetch::Config { nats: nats.clone() };
+    let batch = jetflow_batch::Config::new(nats.clone());
+    let migrate = jetflow_migrate::Config::new(nats.clone());
+    let reduce = jetflow_reduce::Config { nats: nats.clone() };
+    let s = shutdown.clone();
+    tasks.spawn(async move { report("fetch")(jetflow_fetch::run(fetch, s).await) });
+    let s = shutdown.clone();
+    tasks.spawn(async move { report("batch")(jetflow_batch::run(batch, s).await) });
+    let s = shutdown.clone();
+    tasks.spawn(async move { report("migrate")(jetflow_migrate::run(migrate, s).await) });
+    let s = shutdown.clone();
+    tasks.spawn(async move { report("reduce")(jetflow_reduce::run(reduce, s).await) });
+    tasks.close();
+    tasks
+}
+
+async fn demo(nats: &NatsArgs, args: &DevArgs, shutdown: &CancellationToken) -> anyhow::Result<u8> {
+    let mock = MockAgents::start(MockAgentsConfig {
+        agents: args.agents,
+        transient_rate: 0.02,
+        permanent_rate: 0.002,
+        latency: std::time::Duration::from_millis(2),
+        ..Default::default()
+    })
+    .await?;
+    let id = format!("demo-migrate-{}", jetflow_shared::instance_id());
+    let job = json!({
+        "id": id,
+        "kind": "migrate-agents",
+        "source": {
+            "type": "http", "url": mock.agents_url(),
+            "query": {"organizationId": "org-123"},
+            "cursor_param": "cursor", "limit_param": "limit",
+            "items_field": "agents", "id_field": "id", "next_cursor_field": "nextCursor"
+        },
+        "handler": {
+            "type": "http", "method": "POST", "url": mock.migrate_url_template(),
+            "idempotency_header": "Idempotency-Key", "timeout": "10s"
+        },
+        "params": {"template": "my-template:v2", "preserveCoreMemories": true, "preserveToolVariables": false},
+        "batch": {
+            "fetch_size": 50, "concurrency": args.concurrency, "max_retries": 3,
+            "max_inflight_batches": 8, "retry_backoff": "100ms", "max_backoff": "2s"
+        },
+        "labels": {"workflow_id": "demo"}
+    });
+    eprintln!(
+        "demo: migrating {} agents of org-123 to my-template:v2 through a mock API at {}",
+        args.agents,
+        mock.base_url()
+    );
+    eprintln!(
+        "      (2% of calls fail transiently and are retried; 0.2% of agents are incompatible)"
+    );
+    let bus = connect::provisioned(nats).await?;
+    match submit::submit(&bus, &id, job).await? {
+        Verdict::Accepted => eprintln!("job {id} accepted"),
+        Verdict::Rejected(reason) => anyhow::bail!("the demo job was rejected: {reason}"),
+    }
+    let state = tokio::select! {
+        state = progress::follow(&bus, &id) => state?,
+        _ = shutdown.cancelled() => return Ok(exit::CANCELLED),
+    };
+    submit::print_final(&state, false);
+    let seen = mock.stats();
+    println!(
+        "mock API: {} distinct agents migrated, {} calls, {} idempotent replays",
+        seen.migrated, seen.calls, seen.idempotent_replays
+    );
+    let exact = state.succeeded == seen.migrated
+        && state.succeeded + state.failed == args.agents as u64
+        && state.failed == mock.permanent_failures().len() as u64;
+    if exact {
+        println!(
+            "tally checks out: {} succeeded + {} failed = {} agents, and the API saw exactly {} migrations",
+            state.succeeded, state.failed, args.agents, seen.migrated
+        );
+    } else {
+        println!("TALLY MISMATCH: the job's counts and the mock's do not agree");
+        return Ok(exit::FAILED);
+    }
+    mock.stop().await;
+    Ok(match state.status {
+        JobStatus::Completed | JobStatus::Partial => exit::OK,
+        other => submit::exit_code(other),
+    })
+}

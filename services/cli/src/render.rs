@@ -1,0 +1,90 @@
+//! Job state for people.
+
+use std::fmt::Write as _;
+
+use jetflow_shared::job::JobState;
+
+/// A multi-line summary: status, counts, progress, rate, ETA, open batches, errors.
+pub fn summary(state: &JobState) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "job       {}  ({})", state.id, state.spec.kind);
+    let _ = writeln!(out, "status    {}", state.status);
+    if let Some(reason) = &state.reason {
+        let _ = writeln!(out, "reason    {reason}");
+    }
+    let total = if state.fetch_done {
+        state.total.to_string()
+    } else {
+        format!("{}+ (still fetching)", state.total)
+    };
+    let _ = writeln!(
+        out,
+        "items     {total} total, {} succeeded, {} failed, {} skipped",
+        state.succeeded, state.failed, state.skipped
+    );
+    let _ = writeln!(
+        out,
+        "progress  {:.1}%  retries {}  dead-lettered {}",
+        state.progress * 100.0,
+        state.retries,
+        state.dead_lettered
+    );
+    let _ = writeln!(
+        out,
+        "batches   {} fetched, {} done, {} open",
+        state.batches,
+        state.batches_done,
+        state.open_batches.len()
+    );
+    if let Some(rate) = state.rate() {
+        let _ = write!(out, "rate      {rate:.0} items/s");
+        if !state.status.is_terminal() && state.fetch_done && rate > 0.0 {
+            let left = state.total.saturating_sub(state.done()) as f64;
+            let _ = write!(out, "  ETA {}", eta(left / rate));
+        }
+        let _ = writeln!(out);
+    }
+    if let (Some(start), Some(end)) = (state.started_at, state.finished_at) {
+        let secs = (end - start).num_milliseconds() as f64 / 1000.0;
+        let _ = writeln!(out, "took      {secs:.1}s");
+    }
+    for (batch, open) in state.open_batches.iter().take(10) {
+        let _ = writeln!(
+            out,
+            "  batch {batch}: {}/{} done ({} failed)",
+            open.done(),
+            open.size,
+            open.failed
+        );
+    }
+    if !state.errors.is_empty() {
+        let _ = writeln!(out, "recent errors:");
+        for sample in &state.errors {
+            let _ = writeln!(out, "  {}: {}", sample.item, sample.error);
+        }
+    }
+    out
+}
+
+/// One line for logs and non-terminal progress.
+pub fn line(state: &JobState) -> String {
+    format!(
+        "{} {}: {}/{} done ({} ok, {} failed) {:.1}%",
+        state.id,
+        state.status,
+        state.done(),
+        state.total,
+        state.succeeded,
+        state.failed,
+        state.progress * 100.0
+    )
+}
+
+fn eta(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
+    }
+}
