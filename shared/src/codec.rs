@@ -24,6 +24,15 @@ pub enum Format {
     Json,
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::MsgPack => "MessagePack",
+            Format::Json => "JSON",
+        })
+    }
+}
+
 impl Format {
     /// The `Content-Type` value for this format.
     pub fn content_type(self) -> &'static str {
@@ -57,7 +66,7 @@ impl Format {
 
 /// A payload that could not be decoded; the message says why, for the DLQ.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot decode {format:?} payload: {reason}")]
+#[error("cannot decode {format} payload: {reason}")]
 pub struct DecodeError {
     /// The format we tried.
     pub format: Format,

@@ -38,7 +38,10 @@ impl Lease {
                 owner: owner.to_string(),
                 revision,
             }),
-            Err(err) if err.kind() == CreateErrorKind::AlreadyExists => None,
+            Err(err) if err.kind() == CreateErrorKind::AlreadyExists => {
+                tracing::trace!(key, "lease held elsewhere");
+                None
+            }
             Err(err) => {
                 tracing::debug!(key, error = %err, "lease acquisition failed");
                 None

@@ -1,13 +1,13 @@
 //! The library every jetflow service uses.
 //!
-//! - [`names`]: every subject, stream, bucket and key, derived from a namespace.
-//! - [`codec`] and [`headers`]: MessagePack on the wire, JSON accepted everywhere.
-//! - [`job`]: the job spec users submit, its validation, and the state jetflow keeps.
-//! - [`messages`]: batches, tasks, ledger entries and events between the stages.
-//! - [`config`], [`connect`], [`provision`], [`bus`]: getting a service onto NATS.
-//! - [`lease`], [`watch`], [`supervisor`]: per-job work, owned by one instance at a time.
-//! - [`retry`]: backoff delays for durable retries.
-//! - [`telemetry`]: logging.
+//! - [`names`] — every subject, stream, bucket and key, derived from a namespace.
+//! - [`codec`] and [`headers`] — MessagePack on the wire, JSON accepted everywhere.
+//! - [`job`] — the job spec users submit, its validation, and the state jetflow keeps.
+//! - [`messages`] — batches, tasks, ledger entries and events between the stages.
+//! - [`config`], [`connect`], [`provision`], [`bus`] — getting a service onto NATS.
+//! - [`lease`], [`watch`], [`supervisor`] — per-job work, owned by one instance at a time.
+//! - [`retry`] — backoff delays for durable retries.
+//! - [`telemetry`] — logging.
 
 pub mod bus;
 pub mod codec;

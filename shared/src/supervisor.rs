@@ -32,6 +32,7 @@ impl Supervisor {
         if self.workers.contains_key(job) {
             return;
         }
+        tracing::debug!(job, "starting job worker");
         let token = self.shutdown.child_token();
         let handle = tokio::spawn(worker(token.clone()));
         self.workers.insert(job.to_string(), (token, handle));

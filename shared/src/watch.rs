@@ -1,10 +1,137 @@
-//! Watching job state. Every stage learns which jobs exist, and in what
-//! state, by watching the jobs bucket: no service-to-service calls.
+//! Watching KV keys. Every stage learns which jobs exist, and in what state,
+//! by watching the jobs bucket: no service-to-service calls.
+//!
+//! We do not use async-nats's `Store::watch`: it creates a push consumer and
+//! subscribes to its inbox only afterwards, so a value the server pushes in
+//! between is lost, and nothing re-sends it until the key changes again (seen
+//! here: a reducer that never learned of a job). A *pull* ordered consumer
+//! has no such window — nothing is delivered before it asks.
 
-use async_nats::jetstream::kv::{Operation, Store, Watch};
-use futures::StreamExt;
+use async_nats::jetstream::{
+    self,
+    consumer::{pull::OrderedConfig, DeliverPolicy},
+    kv::Store,
+};
+use bytes::Bytes;
+use futures::{stream::BoxStream, StreamExt};
 
-use crate::{codec, job::JobState};
+use crate::{codec, error::ResultExt, job::JobState, Error, Result};
+
+/// One change to a key.
+#[derive(Debug, Clone)]
+pub struct KvChange {
+    /// The key.
+    pub key: String,
+    /// Its revision (stream sequence).
+    pub revision: u64,
+    /// The new value; `None` when the key was deleted or purged.
+    pub value: Option<Bytes>,
+}
+
+type Messages = BoxStream<'static, std::result::Result<jetstream::Message, String>>;
+
+/// The latest value of every key matching a filter, then every change.
+pub struct KvWatch {
+    js: jetstream::Context,
+    stream: String,
+    prefix: String,
+    filter: String,
+    messages: Option<Messages>,
+    last_revision: u64,
+}
+
+impl KvWatch {
+    /// Watches keys of `kv` matching `key_filter` (`>` for all, or one key).
+    pub fn new(js: &jetstream::Context, kv: &Store, key_filter: &str) -> Self {
+        let prefix = format!("$KV.{}.", kv.name);
+        Self {
+            js: js.clone(),
+            stream: format!("KV_{}", kv.name),
+            filter: format!("{prefix}{key_filter}"),
+            prefix,
+            messages: None,
+            last_revision: 0,
+        }
+    }
+
+    /// The next change, or an error from which the next call recovers by
+    /// re-subscribing after the last change seen.
+    pub async fn next(&mut self) -> Result<KvChange> {
+        if self.messages.is_none() {
+            // Owned arguments: a `&self` held across this await would make
+            // the watch's futures need `Sync`, which boxed streams are not.
+            let (js, stream, filter) = (self.js.clone(), self.stream.clone(), self.filter.clone());
+            self.messages = Some(subscribe(js, stream, filter, self.last_revision).await?);
+        }
+        let Some(messages) = self.messages.as_mut() else {
+            return Err(Error::Config("watch not subscribed".into()));
+        };
+        match messages.next().await {
+            Some(Ok(msg)) => {
+                let revision = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+                self.last_revision = self.last_revision.max(revision);
+                let key = msg
+                    .subject
+                    .as_str()
+                    .strip_prefix(&self.prefix)
+                    .unwrap_or_default()
+                    .to_string();
+                let deleted = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("KV-Operation"))
+                    .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+                Ok(KvChange {
+                    key,
+                    revision,
+                    value: (!deleted).then(|| msg.payload.clone()),
+                })
+            }
+            Some(Err(err)) => {
+                self.messages = None;
+                Err(Error::Nats {
+                    context: format!("watching {}", self.filter),
+                    message: err,
+                })
+            }
+            None => {
+                self.messages = None;
+                Err(Error::Nats {
+                    context: format!("watching {}", self.filter),
+                    message: "watch ended".into(),
+                })
+            }
+        }
+    }
+}
+
+async fn subscribe(
+    js: jetstream::Context,
+    stream: String,
+    filter: String,
+    last_revision: u64,
+) -> Result<Messages> {
+    let stream = js.get_stream(&stream).await.ctx("opening bucket stream")?;
+    let deliver_policy = match last_revision {
+        0 => DeliverPolicy::LastPerSubject,
+        seen => DeliverPolicy::ByStartSequence {
+            start_sequence: seen + 1,
+        },
+    };
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter.clone(),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .ctx(format!("watching {filter}"))?;
+    let messages = consumer
+        .messages()
+        .await
+        .ctx(format!("watching {filter}"))?;
+    Ok(messages.map(|m| m.map_err(|e| e.to_string())).boxed())
+}
 
 /// A change to a job.
 #[derive(Debug)]
@@ -15,69 +142,38 @@ pub enum JobUpdate {
     Removed(String),
 }
 
-/// A resilient watch over every job: re-subscribes after errors from where
-/// it left off.
+/// A resilient watch over every job's state.
 pub struct JobWatch {
-    kv: Store,
-    watch: Option<Watch>,
-    last_revision: u64,
+    inner: KvWatch,
 }
 
 impl JobWatch {
-    /// Watches `kv` (the jobs bucket), starting with the current state of every job.
-    pub fn new(kv: Store) -> Self {
+    /// Watches the jobs bucket `kv`, starting with the current state of every job.
+    pub fn new(js: &jetstream::Context, kv: &Store) -> Self {
         Self {
-            kv,
-            watch: None,
-            last_revision: 0,
+            inner: KvWatch::new(js, kv, ">"),
         }
     }
 
     /// The next change. Never ends; errors are logged and the watch renewed.
     pub async fn next(&mut self) -> JobUpdate {
         loop {
-            if self.watch.is_none() {
-                let watch = if self.last_revision == 0 {
-                    self.kv.watch_all().await
-                } else {
-                    self.kv
-                        .watch_all_from_revision(self.last_revision + 1)
-                        .await
-                };
-                match watch {
-                    Ok(w) => self.watch = Some(w),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot watch jobs; retrying");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        continue;
-                    }
-                }
-            }
-            let Some(watch) = self.watch.as_mut() else {
-                continue;
-            };
-            match watch.next().await {
-                Some(Ok(entry)) => {
-                    self.last_revision = entry.revision;
-                    match entry.operation {
-                        Operation::Delete | Operation::Purge => {
-                            return JobUpdate::Removed(entry.key)
-                        }
-                        Operation::Put => {
-                            match codec::decode_as::<JobState>(codec::Format::Json, &entry.value) {
-                                Ok(state) => return JobUpdate::State(Box::new(state)),
-                                Err(err) => {
-                                    tracing::warn!(key = %entry.key, error = %err, "unreadable job state")
-                                }
-                            }
-                        }
-                    }
-                }
-                Some(Err(err)) => {
+            match self.inner.next().await {
+                Ok(KvChange {
+                    key, value: None, ..
+                }) => return JobUpdate::Removed(key),
+                Ok(KvChange {
+                    key,
+                    value: Some(value),
+                    ..
+                }) => match codec::decode_as::<JobState>(codec::Format::Json, &value) {
+                    Ok(state) => return JobUpdate::State(Box::new(state)),
+                    Err(err) => tracing::warn!(key, error = %err, "unreadable job state"),
+                },
+                Err(err) => {
                     tracing::warn!(error = %err, "job watch interrupted; resubscribing");
-                    self.watch = None;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
-                None => self.watch = None,
             }
         }
     }

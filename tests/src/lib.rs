@@ -1,1 +1,15 @@
+//! The end-to-end test harness: a real nats-server per test, the four
+//! services (in-process or as their own processes), a mock agents API over
+//! real HTTP, and helpers that wait for conditions with deadlines.
 
+pub mod env;
+pub mod jobs;
+pub mod processes;
+
+pub use env::TestEnv;
+pub use processes::ServiceProcesses;
+
+/// Fresh namespace per test, so tests never see each other's state.
+pub fn unique_namespace(prefix: &str) -> String {
+    format!("{prefix}-{}", &jetflow_shared::instance_id()[..8])
+}

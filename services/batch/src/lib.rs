@@ -1,6 +1,6 @@
 //! The batch stage: turns each page into one task per item.
 //!
-//! - [`fanout`]: decides what a batch message becomes (tasks, a dead letter,
+//! - [`fanout`] — decides what a batch message becomes (tasks, a dead letter,
 //!   nothing for an ended job) and publishes it, pipelined.
 //!
 //! A batch is acked only after every task publish is acknowledged by the

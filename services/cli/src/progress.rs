@@ -4,21 +4,22 @@
 use std::{io::IsTerminal, time::Duration};
 
 use anyhow::Context as _;
-use async_nats::jetstream::kv::Operation;
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use jetflow_shared::{codec, job::JobState, Bus};
+use jetflow_shared::{codec, job::JobState, watch::KvWatch, Bus};
 
 use crate::render;
 
 /// Watches `job` until it ends and returns its final state.
 pub async fn follow(bus: &Bus, job: &str) -> anyhow::Result<JobState> {
-    let mut watch = bus.kv.jobs.watch(job).await.context("watching job state")?;
+    let mut watch = KvWatch::new(&bus.js, &bus.kv.jobs, job);
     let mut display = Display::new();
     loop {
-        let entry = match tokio::time::timeout(Duration::from_secs(30), watch.next()).await {
-            Ok(Some(entry)) => entry.context("watching job state")?,
-            Ok(None) => anyhow::bail!("job state watch ended"),
+        let change = match tokio::time::timeout(Duration::from_secs(30), watch.next()).await {
+            Ok(Ok(change)) => change,
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "watch interrupted; resubscribing");
+                continue;
+            }
             Err(_) => {
                 // Quiet for a while: re-read in case an update was missed.
                 match bus.kv.jobs.get(job).await.context("reading job state")? {
@@ -35,10 +36,10 @@ pub async fn follow(bus: &Bus, job: &str) -> anyhow::Result<JobState> {
                 continue;
             }
         };
-        if entry.operation != Operation::Put {
+        let Some(value) = change.value else {
             anyhow::bail!("job {job} was removed");
-        }
-        let state: JobState = codec::decode_as(codec::Format::Json, &entry.value)?;
+        };
+        let state: JobState = codec::decode_as(codec::Format::Json, &value)?;
         display.show(&state);
         if state.status.is_terminal() {
             display.finish();

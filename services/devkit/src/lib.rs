@@ -1,10 +1,10 @@
 //! Development kit for jetflow: the pieces `jetflow dev` and the end-to-end
 //! tests run locally instead of production infrastructure.
 //!
-//! - [`nats_server`]: real `nats-server` processes with JetStream — a single
+//! - [`nats_server`] — real `nats-server` processes with JetStream — a single
 //!   [`NatsServer`] or a [`NatsCluster`] — with crash-style kill and restart.
 //!   [`nats_server_binary`] finds the executable installed by `make setup`.
-//! - [`mock_agents`]: [`MockAgents`], an HTTP server standing in for the
+//! - [`mock_agents`] — [`MockAgents`], an HTTP server standing in for the
 //!   agents API a migration job calls, with paging, idempotency keys, injected
 //!   latency and failures, and [`MockStats`] to check what the job did.
 

@@ -100,7 +100,7 @@ async fn handle(bus: &Bus, msg: Message) {
     let result = match judge(&msg) {
         Verdict::Accepted(spec) => accept(bus, *spec).await,
         Verdict::Rejected { id, reason } => reject(bus, &id, &reason).await,
-        Verdict::NotAJob(reason) => dead_letter(bus, &msg, &reason).await,
+        Verdict::NotAJob(reason) => dead_letter(bus, &msg, &format!("not a job: {reason}")).await,
     };
     let ack = match result {
         Ok(()) => AckKind::Ack,

@@ -1,10 +1,10 @@
 //! The fetch stage: takes job submissions and pages through each job's source.
 //!
-//! - [`intake`]: validates submissions — accepts a job (state, consumer,
+//! - [`intake`] — validates submissions — accepts a job (state, consumer,
 //!   `accepted` event), rejects it with the field at fault, or dead-letters a
 //!   body that is not a job.
-//! - [`source`]: reads one page of a source (HTTP with a cursor, inline ids or items).
-//! - [`pager`]: per job, on the one instance holding its lease, fetches page
+//! - [`source`] — reads one page of a source (HTTP with a cursor, inline ids or items).
+//! - [`pager`] — per job, on the one instance holding its lease, fetches page
 //!   after page, checkpointing the cursor and never running more than
 //!   `max_inflight_batches` ahead of the reducer.
 
@@ -46,7 +46,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// Starts a pager contender for every job still fetching, stops it when the
 /// job is fetched or ends.
 async fn supervise(bus: Bus, instance: String, shutdown: CancellationToken) {
-    let mut jobs = JobWatch::new(bus.kv.jobs.clone());
+    let mut jobs = JobWatch::new(&bus.js, &bus.kv.jobs);
     let mut pagers = Supervisor::new(shutdown.clone());
     loop {
         let update = tokio::select! {

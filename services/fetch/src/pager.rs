@@ -8,15 +8,16 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv::Operation};
+use async_nats::jetstream::kv::Operation;
 use chrono::Utc;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use jetflow_shared::{
     codec, headers,
     job::{FetchCheckpoint, JobSpec, JobState},
     lease::Work,
     messages::{BatchMessage, EventKind, JobEvent, LedgerEntry},
     retry::retry_delay,
+    watch::{KvChange, KvWatch},
     Bus, Error, Result, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
@@ -296,17 +297,20 @@ enum Gate {
 
 /// The reducer's progress on one job, from a watch on its state.
 struct ReducerProgress {
-    watch: jetstream::kv::Watch,
+    watch: KvWatch,
     batches_done: u64,
 }
 
 impl ReducerProgress {
     async fn watch(bus: &Bus, job: &str) -> Result<Self> {
-        let watch = bus.kv.jobs.watch(job).await.ctx("watching job state")?;
-        Ok(Self {
-            watch,
+        let mut progress = Self {
+            watch: KvWatch::new(&bus.js, &bus.kv.jobs, job),
             batches_done: 0,
-        })
+        };
+        // The job's state exists before fetch starts: this is its current value.
+        let current = progress.watch.next().await;
+        progress.take(current)?;
+        Ok(progress)
     }
 
     /// Waits until fewer than `max_inflight` of the `published` batches are
@@ -319,47 +323,33 @@ impl ReducerProgress {
     ) -> Result<Gate> {
         // Take in what the reducer wrote meanwhile without waiting, so the
         // watch never backs up while fetch runs ahead freely.
-        while let Some(entry) = self.watch.next().now_or_never() {
-            if let Gate::JobEnded = self.take(entry)? {
+        while let Some(change) = self.watch.next().now_or_never() {
+            if let Gate::JobEnded = self.take(change)? {
                 return Ok(Gate::JobEnded);
             }
         }
         while published.saturating_sub(self.batches_done) >= max_inflight {
-            let entry = tokio::select! {
+            let change = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Err(Error::Shutdown),
-                entry = self.watch.next() => entry,
+                change = self.watch.next() => change,
             };
-            if let Gate::JobEnded = self.take(entry)? {
+            if let Gate::JobEnded = self.take(change)? {
                 return Ok(Gate::JobEnded);
             }
         }
         Ok(Gate::Open)
     }
 
-    fn take(
-        &mut self,
-        entry: Option<std::result::Result<jetstream::kv::Entry, jetstream::kv::WatcherError>>,
-    ) -> Result<Gate> {
-        {
-            match entry {
-                Some(Ok(entry)) if entry.operation == Operation::Put => {
-                    let state: JobState = codec::decode_as(codec::Format::Json, &entry.value)?;
-                    if state.status.is_terminal() {
-                        return Ok(Gate::JobEnded);
-                    }
-                    self.batches_done = state.batches_done;
-                }
-                Some(Ok(_)) => return Ok(Gate::JobEnded),
-                Some(Err(err)) => return Err(err).ctx("watching job state"),
-                None => {
-                    return Err(Error::Nats {
-                        context: "watching job state".into(),
-                        message: "watch ended".into(),
-                    })
-                }
-            }
+    fn take(&mut self, change: Result<KvChange>) -> Result<Gate> {
+        let Some(value) = change?.value else {
+            return Ok(Gate::JobEnded);
+        };
+        let state: JobState = codec::decode_as(codec::Format::Json, &value)?;
+        if state.status.is_terminal() {
+            return Ok(Gate::JobEnded);
         }
+        self.batches_done = state.batches_done;
         Ok(Gate::Open)
     }
 }

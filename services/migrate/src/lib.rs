@@ -1,10 +1,10 @@
 //! The migrate stage: runs each item's handler.
 //!
-//! - [`worker`]: for every active job, a pull loop on the job's own task
+//! - [`worker`] — for every active job, a pull loop on the job's own task
 //!   consumer (whose `max_ack_pending` is the job's concurrency, enforced by
 //!   the server across all instances), one task per item in flight.
-//! - [`handler`]: the handler kinds (`http`).
-//! - [`decision`]: succeeded, failed for good, or retried after a backoff
+//! - [`handler`] — the handler kinds (`http`).
+//! - [`decision`] — succeeded, failed for good, or retried after a backoff
 //!   delay — retries are JetStream redeliveries, so a crash loses none.
 
 pub mod decision;
@@ -61,7 +61,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         "migrate ready"
     );
 
-    let mut jobs = JobWatch::new(bus.kv.jobs.clone());
+    let mut jobs = JobWatch::new(&bus.js, &bus.kv.jobs);
     let mut workers = Supervisor::new(shutdown.clone());
     loop {
         let update = tokio::select! {

@@ -1,10 +1,10 @@
 //! The reduce stage: tallies every job's results exactly once and ends the job.
 //!
-//! - [`reducer`]: per job, on the one instance holding its lease, reads the
+//! - [`reducer`] — per job, on the one instance holding its lease, reads the
 //!   job's ledger in order from the checkpoint and folds it.
-//! - [`outcomes`]: item outcome records, created once and recognisable.
-//! - [`fold`]: the pure fold from ledger entries to job state.
-//! - [`announce`]: batch records, events and log lines derived from a fold.
+//! - [`outcomes`] — item outcome records, created once and recognisable.
+//! - [`fold`] — the pure fold from ledger entries to job state.
+//! - [`announce`] — batch records, events and log lines derived from a fold.
 //!
 //! Why no crash can make it count an item twice or lose one:
 //! docs/exactly-once.md.
@@ -36,7 +36,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let instance = jetflow_shared::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "reduce ready");
 
-    let mut jobs = JobWatch::new(bus.kv.jobs.clone());
+    let mut jobs = JobWatch::new(&bus.js, &bus.kv.jobs);
     let mut reducers = Supervisor::new(shutdown.clone());
     loop {
         let update = tokio::select! {

@@ -102,6 +102,19 @@ impl State {
         cursor: Option<&str>,
         limit: Option<&str>,
     ) -> Result<Page, String> {
+        let page = self.page_or_refusal(organization, cursor, limit);
+        if page.is_err() {
+            bump(&self.counters.refused_pages);
+        }
+        page
+    }
+
+    fn page_or_refusal(
+        &self,
+        organization: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<Page, String> {
         let organization = organization
             .filter(|org| !org.is_empty())
             .ok_or_else(|| "organizationId is required".to_owned())?;

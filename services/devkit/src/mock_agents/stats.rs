@@ -28,6 +28,9 @@ pub struct MockStats {
     pub bad_requests: u64,
     /// Pages served by `GET /agents`.
     pub pages: u64,
+    /// Page requests answered 400 (bad limit, missing organization).
+    #[serde(default)]
+    pub refused_pages: u64,
     /// Migrate calls being handled right now.
     pub in_flight: u64,
     /// Most migrate calls handled at once since start or the last reset.
@@ -48,6 +51,7 @@ pub(crate) struct Counters {
     pub not_found: AtomicU64,
     pub bad_requests: AtomicU64,
     pub pages: AtomicU64,
+    pub refused_pages: AtomicU64,
     pub in_flight: AtomicU64,
     pub max_in_flight: AtomicU64,
     pub duplicate_successes: AtomicU64,
@@ -73,6 +77,7 @@ impl Counters {
             not_found: get(&self.not_found),
             bad_requests: get(&self.bad_requests),
             pages: get(&self.pages),
+            refused_pages: get(&self.refused_pages),
             in_flight: get(&self.in_flight),
             max_in_flight: get(&self.max_in_flight),
             duplicate_successes: get(&self.duplicate_successes),

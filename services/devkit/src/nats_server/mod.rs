@@ -1,6 +1,6 @@
 //! Real nats-server processes for `jetflow dev` and the tests.
 //!
-//! - [`binary`]: finding the executable ([`nats_server_binary`]).
+//! - [`binary`] — finding the executable ([`nats_server_binary`]).
 //! - [`NatsServer`]: one JetStream node in a temporary directory, with
 //!   crash-style [`kill`](NatsServer::kill) and [`restart`](NatsServer::restart).
 //! - [`NatsCluster`]: several clustered nodes.

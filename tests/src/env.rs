@@ -1,0 +1,100 @@
+//! [`TestEnv`]: a nats-server and, optionally, the services in-process.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jetflow_devkit::NatsServer;
+use jetflow_shared::{Bus, NatsArgs};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// One test's world.
+pub struct TestEnv {
+    /// The nats-server (killed on drop).
+    pub server: NatsServer,
+    /// Connection settings for this test's namespace.
+    pub nats: NatsArgs,
+    /// A client-side view of the namespace (provisioned).
+    pub bus: Bus,
+    shutdown: CancellationToken,
+    services: TaskTracker,
+}
+
+impl TestEnv {
+    /// A nats-server and a provisioned namespace, no services.
+    pub async fn bare(prefix: &str) -> anyhow::Result<TestEnv> {
+        init_logging();
+        let server = tokio::task::spawn_blocking(NatsServer::start).await??;
+        let nats = NatsArgs::new([server.url()], &crate::unique_namespace(prefix));
+        let shutdown = CancellationToken::new();
+        let bus = Bus::connect(&nats, "jetflow-test", &shutdown)
+            .await
+            .context("connecting the test client")?;
+        Ok(TestEnv {
+            server,
+            nats,
+            bus,
+            shutdown,
+            services: TaskTracker::new(),
+        })
+    }
+
+    /// A nats-server with all four services running in this process.
+    pub async fn start(prefix: &str) -> anyhow::Result<TestEnv> {
+        let env = Self::bare(prefix).await?;
+        env.start_services();
+        Ok(env)
+    }
+
+    /// Starts the four services in-process.
+    pub fn start_services(&self) {
+        let nats = self.nats.clone();
+        let s = self.shutdown.clone();
+        let fetch = jetflow_fetch::Config { nats: nats.clone() };
+        self.services
+            .spawn(async move { expect_clean("fetch", jetflow_fetch::run(fetch, s).await) });
+        let s = self.shutdown.clone();
+        let batch = jetflow_batch::Config::new(nats.clone());
+        self.services
+            .spawn(async move { expect_clean("batch", jetflow_batch::run(batch, s).await) });
+        let s = self.shutdown.clone();
+        let migrate = jetflow_migrate::Config::new(nats.clone());
+        self.services
+            .spawn(async move { expect_clean("migrate", jetflow_migrate::run(migrate, s).await) });
+        let s = self.shutdown.clone();
+        let reduce = jetflow_reduce::Config { nats };
+        self.services
+            .spawn(async move { expect_clean("reduce", jetflow_reduce::run(reduce, s).await) });
+    }
+
+    /// Stops in-process services and waits for them (a clean shutdown is
+    /// part of what is tested).
+    pub async fn stop_services(&self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.services.close();
+        tokio::time::timeout(Duration::from_secs(60), self.services.wait())
+            .await
+            .context("services did not shut down within 60 s")
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Service logs in test output, at `RUST_LOG` (default `warn`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+fn expect_clean(name: &str, result: jetflow_shared::Result<()>) {
+    if let Err(err) = result {
+        panic!("service {name} failed: {err}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Submitting jobs and reading back what jetflow recorded — the way an
+//! operator with the `nats` CLI would: plain publishes, JSON from KV,
+//! messages from streams.
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::{bail, Context as _};
+use async_nats::{
+    jetstream::consumer::{pull::OrderedConfig, DeliverPolicy},
+    HeaderMap,
+};
+use futures::StreamExt;
+use jetflow_devkit::MockAgents;
+use jetflow_shared::{
+    codec,
+    job::{ItemOutcome, JobState},
+    messages::JobEvent,
+    names::item_id_from_key,
+    Bus,
+};
+use serde_json::{json, Value};
+
+/// How long a test waits for a job before calling it stuck. Generous: the
+/// machines are shared; tests assert behaviour, not speed.
+pub const JOB_DEADLINE: Duration = Duration::from_secs(180);
+
+/// SPEC.md's example job against `mock`, with `batch` settings merged in.
+pub fn agents_job(id: &str, mock: &MockAgents, batch: Value) -> Value {
+    let mut settings = json!({
+        "fetch_size": 50, "concurrency": 20, "max_retries": 5,
+        "max_inflight_batches": 4, "retry_backoff": "20ms", "max_backoff": "200ms"
+    });
+    if let (Value::Object(base), Value::Object(extra)) = (&mut settings, batch) {
+        base.extend(extra);
+    }
+    json!({
+        "id": id,
+        "kind": "migrate-agents",
+        "source": {
+            "type": "http", "url": mock.agents_url(),
+            "query": {"organizationId": "org-123"},
+            "cursor_param": "cursor", "limit_param": "limit",
+            "items_field": "agents", "id_field": "id", "next_cursor_field": "nextCursor"
+        },
+        "handler": {
+            "type": "http", "method": "POST", "url": mock.migrate_url_template(),
+            "idempotency_header": "Idempotency-Key", "timeout": "10s"
+        },
+        "params": {"template": "my-template:v2", "preserveCoreMemories": true},
+        "batch": settings,
+        "failure_policy": "continue",
+        "labels": {"workflow_id": "wf-test"}
+    })
+}
+
+/// Publishes `body` to the submit subject as `nats pub` would: core NATS, no headers.
+pub async fn submit_plain(bus: &Bus, body: &[u8]) -> anyhow::Result<()> {
+    bus.client
+        .publish(bus.names.submit_subject(), body.to_vec().into())
+        .await
+        .context("publishing the job")?;
+    bus.client.flush().await.context("flushing")?;
+    Ok(())
+}
+
+/// The job's state as `nats kv get <ns>_jobs <job>` shows it: raw JSON.
+pub async fn state_json(bus: &Bus, job: &str) -> anyhow::Result<Option<Value>> {
+    let raw = bus.kv.jobs.get(job).await.context("kv get")?;
+    raw.map(|bytes| serde_json::from_slice(&bytes).context("job state is not JSON"))
+        .transpose()
+}
+
+/// Waits until the job's state exists and ends; returns it.
+pub async fn wait_for_end(bus: &Bus, job: &str) -> anyhow::Result<JobState> {
+    wait_for_state(bus, job, |s| s.status.is_terminal()).await
+}
+
+/// Polls the job's state until `done` holds or [`JOB_DEADLINE`] passes.
+pub async fn wait_for_state(
+    bus: &Bus,
+    job: &str,
+    done: impl Fn(&JobState) -> bool,
+) -> anyhow::Result<JobState> {
+    let deadline = tokio::time::Instant::now() + JOB_DEADLINE;
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(value) = state_json(bus, job).await? {
+            let state: JobState = serde_json::from_value(value)?;
+            if done(&state) {
+                return Ok(state);
+            }
+            last = Some(state);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("job {job} did not reach the expected state within {JOB_DEADLINE:?}; last: {last:#?}")
+}
+
+/// Every item outcome record of `job`, by item id.
+pub async fn item_records(bus: &Bus, job: &str) -> anyhow::Result<HashMap<String, ItemOutcome>> {
+    let prefix = format!("{job}.");
+    let mut keys = bus.kv.items.keys().await.context("listing item keys")?;
+    let mut records = HashMap::new();
+    while let Some(key) = keys.next().await {
+        let key = key.context("listing item keys")?;
+        let Some(item_key) = key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let raw = bus.kv.items.get(&key).await?.context("record vanished")?;
+        let outcome: ItemOutcome = serde_json::from_slice(&raw).context("outcome is not JSON")?;
+        let id = item_id_from_key(item_key).context("undecodable item key")?;
+        if records.insert(id.clone(), outcome).is_some() {
+            bail!("two records for item {id}");
+        }
+    }
+    Ok(records)
+}
+
+/// Every message of a stream under `filter`, as `nats stream view` shows them.
+pub async fn stream_messages(
+    bus: &Bus,
+    stream: &str,
+    filter: &str,
+) -> anyhow::Result<Vec<(String, Option<HeaderMap>, bytes::Bytes)>> {
+    let stream = bus.js.get_stream(stream).await.context("opening stream")?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter.to_string(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .context("creating a viewer")?;
+    let mut messages = consumer.messages().await?;
+    let mut out = Vec::new();
+    while let Ok(Some(msg)) =
+        tokio::time::timeout(Duration::from_millis(500), messages.next()).await
+    {
+        let msg = msg?;
+        let pending = msg.info().map(|i| i.pending).unwrap_or(0);
+        out.push((
+            msg.subject.to_string(),
+            msg.headers.clone(),
+            msg.payload.clone(),
+        ));
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Waits for the job's `kind` event (stored in the events stream).
+pub async fn wait_for_event(bus: &Bus, job: &str, kind: &str) -> anyhow::Result<JobEvent> {
+    let subject = bus.names.event_subject(job, kind);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        let found = stream_messages(bus, &bus.names.events_stream(), &subject).await?;
+        if let Some((_, headers, payload)) = found.into_iter().next() {
+            return Ok(codec::decode(headers.as_ref(), &payload)?);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("no {kind} event for job {job}")
+}
+
+/// A header's value, if present.
+pub fn header(headers: &Option<HeaderMap>, name: &str) -> Option<String> {
+    headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_string())
+}

@@ -1,0 +1,92 @@
+//! The services as separate OS processes, built by `cargo build --bins`
+//! (`make test` does it first).
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{bail, Context as _};
+use jetflow_shared::NatsArgs;
+
+/// The binary names of the four stages.
+pub const SERVICES: [&str; 4] = [
+    "jetflow-fetch",
+    "jetflow-batch",
+    "jetflow-migrate",
+    "jetflow-reduce",
+];
+
+/// Path of a workspace binary next to this test executable.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test executable has no target dir")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build the binaries first (`cargo build --workspace --bins`, which `make test` runs)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Running service processes; killed on drop.
+pub struct ServiceProcesses {
+    children: Vec<(String, Child)>,
+}
+
+impl ServiceProcesses {
+    /// Starts one process of each stage against `nats`.
+    pub fn start(nats: &NatsArgs) -> anyhow::Result<Self> {
+        let mut children = Vec::new();
+        for name in SERVICES {
+            children.push((name.to_string(), spawn(name, nats)?));
+        }
+        Ok(Self { children })
+    }
+
+    /// The running processes' ids by service name.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .map(|(n, c)| (n.clone(), c.id()))
+            .collect()
+    }
+
+    /// Fails if any process has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        for (name, child) in &mut self.children {
+            if let Some(status) = child.try_wait()? {
+                bail!("{name} exited: {status}");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn spawn(name: &str, nats: &NatsArgs) -> anyhow::Result<Child> {
+    Command::new(binary(name)?)
+        .env("NATS_URL", nats.nats_url.join(","))
+        .env("JETFLOW_NAMESPACE", &nats.namespace)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {name}"))
+}
+
+impl Drop for ServiceProcesses {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

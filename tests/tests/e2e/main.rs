@@ -1,0 +1,8 @@
+//! End-to-end tests: real nats-server, real services, a mock agents API
+//! over real HTTP. One module per behaviour.
+
+mod backpressure;
+mod cli;
+mod pipeline;
+mod processes;
+mod rejection;
