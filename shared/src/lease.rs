@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::provision::LEASE_TTL;
+use crate::{Bus, Names};
 
 /// How often a holder renews: three times per TTL, so one slow renewal does
 /// not lose the lease.
@@ -77,6 +78,22 @@ impl Lease {
             .delete_expect_revision(&self.key, Some(self.revision))
             .await;
     }
+}
+
+/// [`contend`] for the lease of `role` (`fetch`, `reduce`) over `job`.
+pub async fn contend_for_job<F, Fut>(
+    bus: &Bus,
+    role: &str,
+    job: &str,
+    owner: &str,
+    stop: CancellationToken,
+    work: F,
+) where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: Future<Output = Work>,
+{
+    let key = Names::lease_key(role, job);
+    contend(bus.kv.leases.clone(), key, owner.to_string(), stop, work).await
 }
 
 /// What a unit of leased work reports when it returns.

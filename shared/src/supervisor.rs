@@ -6,6 +6,12 @@ use std::{collections::HashMap, future::Future};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::{
+    job::JobState,
+    watch::{JobUpdate, JobWatch},
+    Bus,
+};
+
 /// The per-job tasks of one service instance.
 pub struct Supervisor {
     shutdown: CancellationToken,
@@ -64,4 +70,32 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Runs a worker for every job `wants` (started as the job appears in the
+/// jobs bucket, stopped when it no longer qualifies or is removed), until
+/// `shutdown`; then stops them all and waits.
+pub async fn per_job<W, S, Fut>(bus: &Bus, shutdown: &CancellationToken, wants: W, mut worker: S)
+where
+    W: Fn(&JobState) -> bool,
+    S: FnMut(&JobState, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut jobs = JobWatch::new(&bus.js, &bus.kv.jobs);
+    let mut workers = Supervisor::new(shutdown.clone());
+    loop {
+        let update = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            update = jobs.next() => update,
+        };
+        match update {
+            JobUpdate::State(state) if wants(&state) => {
+                workers.ensure(&state.id, |stop| worker(&state, stop));
+            }
+            JobUpdate::State(state) => workers.stop(&state.id),
+            JobUpdate::Removed(job) => workers.stop(&job),
+        }
+    }
+    workers.shutdown().await;
 }

@@ -24,33 +24,18 @@ use serde_json::{json, Value};
 /// machines are shared; tests assert behaviour, not speed.
 pub const JOB_DEADLINE: Duration = Duration::from_secs(180);
 
-/// SPEC.md's example job against `mock`, with `batch` settings merged in.
+/// SPEC.md's example job against `mock`, tuned for tests (short retry
+/// delays), with `batch` settings merged in.
 pub fn agents_job(id: &str, mock: &MockAgents, batch: Value) -> Value {
     let mut settings = json!({
-        "fetch_size": 50, "concurrency": 20, "max_retries": 5,
-        "max_inflight_batches": 4, "retry_backoff": "20ms", "max_backoff": "200ms"
+        "concurrency": 20, "max_retries": 5, "retry_backoff": "20ms", "max_backoff": "200ms"
     });
     if let (Value::Object(base), Value::Object(extra)) = (&mut settings, batch) {
         base.extend(extra);
     }
-    json!({
-        "id": id,
-        "kind": "migrate-agents",
-        "source": {
-            "type": "http", "url": mock.agents_url(),
-            "query": {"organizationId": "org-123"},
-            "cursor_param": "cursor", "limit_param": "limit",
-            "items_field": "agents", "id_field": "id", "next_cursor_field": "nextCursor"
-        },
-        "handler": {
-            "type": "http", "method": "POST", "url": mock.migrate_url_template(),
-            "idempotency_header": "Idempotency-Key", "timeout": "10s"
-        },
-        "params": {"template": "my-template:v2", "preserveCoreMemories": true},
-        "batch": settings,
-        "failure_policy": "continue",
-        "labels": {"workflow_id": "wf-test"}
-    })
+    let mut job = mock.migration_job(id, settings);
+    job["labels"] = json!({"workflow_id": "wf-test"});
+    job
 }
 
 /// Publishes `body` to the submit subject as `nats pub` would: core NATS, no headers.

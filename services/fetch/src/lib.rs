@@ -13,11 +13,8 @@ pub mod pager;
 pub mod source;
 
 use jetflow_shared::{
-    job::JobStatus,
-    lease,
-    supervisor::Supervisor,
-    watch::{JobUpdate, JobWatch},
-    Bus, Names, NatsArgs, Result,
+    job::{JobState, JobStatus},
+    lease, supervisor, Bus, NatsArgs, Result,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -46,30 +43,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// Starts a pager contender for every job still fetching, stops it when the
 /// job is fetched or ends.
 async fn supervise(bus: Bus, instance: String, shutdown: CancellationToken) {
-    let mut jobs = JobWatch::new(&bus.js, &bus.kv.jobs);
-    let mut pagers = Supervisor::new(shutdown.clone());
-    loop {
-        let update = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            update = jobs.next() => update,
-        };
-        match update {
-            JobUpdate::State(state) if needs_fetching(state.status, state.fetch_done) => {
-                let (bus, owner, job) = (bus.clone(), instance.clone(), state.id.clone());
-                pagers.ensure(&state.id, move |stop| async move {
-                    let key = Names::lease_key("fetch", &job);
-                    lease::contend(bus.kv.leases.clone(), key, owner, stop, |token| {
-                        pager::page_job(bus.clone(), job.clone(), token)
-                    })
-                    .await
-                });
-            }
-            JobUpdate::State(state) => pagers.stop(&state.id),
-            JobUpdate::Removed(job) => pagers.stop(&job),
+    let wants = |state: &JobState| needs_fetching(state.status, state.fetch_done);
+    supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
+        let (bus, owner, job) = (bus.clone(), instance.clone(), state.id.clone());
+        async move {
+            lease::contend_for_job(&bus, "fetch", &job, &owner, stop, |token| {
+                pager::page_job(bus.clone(), job.clone(), token)
+            })
+            .await
         }
-    }
-    pagers.shutdown().await;
+    })
+    .await
 }
 
 fn needs_fetching(status: JobStatus, fetch_done: bool) -> bool {

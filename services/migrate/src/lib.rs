@@ -13,11 +13,7 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use jetflow_shared::{
-    supervisor::Supervisor,
-    watch::{JobUpdate, JobWatch},
-    Bus, Error, NatsArgs, Result,
-};
+use jetflow_shared::{job::JobState, supervisor, Bus, Error, NatsArgs, Result};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -61,24 +57,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         "migrate ready"
     );
 
-    let mut jobs = JobWatch::new(&bus.js, &bus.kv.jobs);
-    let mut workers = Supervisor::new(shutdown.clone());
-    loop {
-        let update = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            update = jobs.next() => update,
-        };
-        match update {
-            JobUpdate::State(state) if !state.status.is_terminal() => {
-                let context =
-                    worker::JobContext::new(bus.clone(), http.clone(), slots.clone(), &state);
-                workers.ensure(&state.id, move |stop| worker::run(context, stop));
-            }
-            JobUpdate::State(state) => workers.stop(&state.id),
-            JobUpdate::Removed(job) => workers.stop(&job),
-        }
-    }
-    workers.shutdown().await;
+    let wants = |state: &JobState| !state.status.is_terminal();
+    supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
+        let context = worker::JobContext::new(bus.clone(), http.clone(), slots.clone(), state);
+        worker::run(context, stop)
+    })
+    .await;
     Ok(())
 }

@@ -14,12 +14,7 @@ pub mod fold;
 pub mod outcomes;
 pub mod reducer;
 
-use jetflow_shared::{
-    lease,
-    supervisor::Supervisor,
-    watch::{JobUpdate, JobWatch},
-    Bus, Names, NatsArgs, Result,
-};
+use jetflow_shared::{job::JobState, lease, supervisor, Bus, NatsArgs, Result};
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the reduce service.
@@ -36,29 +31,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let instance = jetflow_shared::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "reduce ready");
 
-    let mut jobs = JobWatch::new(&bus.js, &bus.kv.jobs);
-    let mut reducers = Supervisor::new(shutdown.clone());
-    loop {
-        let update = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            update = jobs.next() => update,
-        };
-        match update {
-            JobUpdate::State(state) if !state.status.is_terminal() => {
-                let (bus, owner, job) = (bus.clone(), instance.clone(), state.id.clone());
-                reducers.ensure(&state.id, move |stop| async move {
-                    let key = Names::lease_key("reduce", &job);
-                    lease::contend(bus.kv.leases.clone(), key, owner, stop, |token| {
-                        reducer::reduce_job(bus.clone(), job.clone(), token)
-                    })
-                    .await
-                });
-            }
-            JobUpdate::State(state) => reducers.stop(&state.id),
-            JobUpdate::Removed(job) => reducers.stop(&job),
+    let wants = |state: &JobState| !state.status.is_terminal();
+    supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
+        let (bus, owner, job) = (bus.clone(), instance.clone(), state.id.clone());
+        async move {
+            lease::contend_for_job(&bus, "reduce", &job, &owner, stop, |token| {
+                reducer::reduce_job(bus.clone(), job.clone(), token)
+            })
+            .await
         }
-    }
-    reducers.shutdown().await;
+    })
+    .await;
     Ok(())
 }

@@ -113,26 +113,11 @@ async fn demo(nats: &NatsArgs, args: &DevArgs, shutdown: &CancellationToken) -> 
     })
     .await?;
     let id = format!("demo-migrate-{}", jetflow_shared::instance_id());
-    let job = json!({
-        "id": id,
-        "kind": "migrate-agents",
-        "source": {
-            "type": "http", "url": mock.agents_url(),
-            "query": {"organizationId": "org-123"},
-            "cursor_param": "cursor", "limit_param": "limit",
-            "items_field": "agents", "id_field": "id", "next_cursor_field": "nextCursor"
-        },
-        "handler": {
-            "type": "http", "method": "POST", "url": mock.migrate_url_template(),
-            "idempotency_header": "Idempotency-Key", "timeout": "10s"
-        },
-        "params": {"template": "my-template:v2", "preserveCoreMemories": true, "preserveToolVariables": false},
-        "batch": {
-            "fetch_size": 50, "concurrency": args.concurrency, "max_retries": 3,
-            "max_inflight_batches": 8, "retry_backoff": "100ms", "max_backoff": "2s"
-        },
-        "labels": {"workflow_id": "demo"}
+    let batch = json!({
+        "concurrency": args.concurrency, "max_inflight_batches": 8,
+        "retry_backoff": "100ms", "max_backoff": "2s"
     });
+    let job = mock.migration_job(&id, batch);
     eprintln!(
         "demo: migrating {} agents of org-123 to my-template:v2 through a mock API at {}",
         args.agents,

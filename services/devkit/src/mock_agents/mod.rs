@@ -18,6 +18,7 @@
 mod catalog;
 mod config;
 mod faults;
+mod job;
 mod routes;
 mod server;
 mod state;
