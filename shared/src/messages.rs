@@ -113,6 +113,33 @@ pub enum LedgerEntry {
     },
     /// An item finished.
     Item(ItemResult),
+    /// Someone asked to cancel the job.
+    Cancel {
+        /// Why, if they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The job's `timeout` passed.
+    TimedOut {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The job was stopping, and every item that had started has finished:
+    /// the reducer observed no task of the job in flight any more.
+    Drained {
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+/// The body of a cancel request on `<ns>.jobs.cancel.<job>` (an empty body is fine).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CancelRequest {
+    /// Why, for the job's state and `cancelled` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Lifecycle events, on `<ns>.events.<job>.<event>` (JSON).

@@ -119,6 +119,10 @@ impl Names {
     pub fn fetch_consumer(&self) -> String {
         "fetch".to_string()
     }
+    /// The fetch service's durable consumer on cancel requests.
+    pub fn cancel_consumer(&self) -> String {
+        "cancel".to_string()
+    }
     /// The batch service's durable consumer on pages.
     pub fn batch_consumer(&self) -> String {
         "batch".to_string()

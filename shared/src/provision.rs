@@ -55,7 +55,7 @@ pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
     vec![
         base(
             names.jobs_stream(),
-            vec![names.submit_subject()],
+            vec![names.submit_subject(), names.cancel_subject("*")],
             RetentionPolicy::WorkQueue,
             days(7),
         ),

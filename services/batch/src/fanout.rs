@@ -18,7 +18,7 @@ use jetflow_shared::{
 enum Plan {
     /// Publish these tasks, then record the dispatch.
     Dispatch(BatchMessage),
-    /// The job has ended: drop the batch.
+    /// The job is stopping or has ended: drop the batch.
     Drop,
     /// Not a batch we can use: dead-letter it with this reason.
     DeadLetter { job: Option<String>, reason: String },
@@ -101,8 +101,8 @@ async fn plan(bus: &Bus, msg: &Message) -> Result<Plan> {
             })
         }
     };
-    if state.status.is_terminal() {
-        tracing::debug!(job = %batch.job, batch = batch.batch, status = %state.status, "job ended; dropping batch");
+    if !state.status.is_active() {
+        tracing::debug!(job = %batch.job, batch = batch.batch, status = %state.status, "job stopping or ended; dropping batch");
         return Ok(Plan::Drop);
     }
     Ok(Plan::Dispatch(batch))

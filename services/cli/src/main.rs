@@ -28,6 +28,8 @@ enum Command {
     Submit(commands::submit::SubmitArgs),
     /// Show a job's state.
     Status(commands::status::StatusArgs),
+    /// Cancel a job: no new item starts, items in flight finish.
+    Cancel(commands::cancel::CancelArgs),
 }
 
 /// Exit codes scripts can rely on.
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => commands::dev::run(args).await,
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
+            Command::Cancel(args) => commands::cancel::run(args).await,
         }
     });
     match result {

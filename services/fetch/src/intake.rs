@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{
-    consumer::{pull, AckPolicy},
+    consumer::{pull, AckPolicy, PullConsumer},
     kv::CreateErrorKind,
     AckKind, Message,
 };
@@ -39,20 +39,17 @@ pub async fn run(bus: Bus, shutdown: CancellationToken) {
 }
 
 async fn consume(bus: &Bus, shutdown: &CancellationToken) -> jetflow_shared::Result<()> {
-    let stream = bus
+    let consumer: PullConsumer = bus
         .js
-        .get_stream(bus.names.jobs_stream())
-        .await
-        .ctx("opening the jobs stream")?;
-    let consumer = stream
-        .get_or_create_consumer(
-            &bus.names.fetch_consumer(),
+        .create_consumer_on_stream(
             pull::Config {
                 durable_name: Some(bus.names.fetch_consumer()),
+                filter_subject: bus.names.submit_subject(),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 ..Default::default()
             },
+            bus.names.jobs_stream(),
         )
         .await
         .ctx("creating the submission consumer")?;

@@ -3,11 +3,13 @@
 //! - [`intake`] — validates submissions — accepts a job (state, consumer,
 //!   `accepted` event), rejects it with the field at fault, or dead-letters a
 //!   body that is not a job.
+//! - [`cancel`] — turns cancel requests into `cancel` entries on the job's ledger.
 //! - [`source`] — reads one page of a source (HTTP with a cursor, inline ids or items).
 //! - [`pager`] — per job, on the one instance holding its lease, fetches page
 //!   after page, checkpointing the cursor and never running more than
 //!   `max_inflight_batches` ahead of the reducer.
 
+pub mod cancel;
 pub mod intake;
 pub mod pager;
 pub mod source;
@@ -34,6 +36,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
     let tasks = TaskTracker::new();
     tasks.spawn(intake::run(bus.clone(), shutdown.clone()));
+    tasks.spawn(cancel::run(bus.clone(), shutdown.clone()));
     tasks.spawn(supervise(bus, instance, shutdown.clone()));
     tasks.close();
     tasks.wait().await;

@@ -346,7 +346,7 @@ impl ReducerProgress {
             return Ok(Gate::JobEnded);
         };
         let state: JobState = codec::decode_as(codec::Format::Json, &value)?;
-        if state.status.is_terminal() {
+        if !state.status.is_active() {
             return Ok(Gate::JobEnded);
         }
         self.batches_done = state.batches_done;

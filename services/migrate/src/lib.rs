@@ -57,7 +57,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         "migrate ready"
     );
 
-    let wants = |state: &JobState| !state.status.is_terminal();
+    // A stopping job's worker stops pulling; its items in flight finish.
+    let wants = |state: &JobState| state.status.is_active();
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
         let context = worker::JobContext::new(bus.clone(), http.clone(), slots.clone(), state);
         worker::run(context, stop)

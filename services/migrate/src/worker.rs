@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{consumer::PullConsumer, AckKind, Message};
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
     codec,
     job::{HandlerSpec, ItemStatus, JobSpec, JobState, Settings},
@@ -90,20 +90,31 @@ async fn consume(
     loop {
         let next = tokio::select! {
             biased;
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => {
+                hand_back(&mut messages).await;
+                return Ok(());
+            }
             next = messages.next() => next,
         };
         match next {
             Some(Ok(msg)) => {
                 let permit = tokio::select! {
                     biased;
-                    _ = stop.cancelled() => return Ok(()),
+                    _ = stop.cancelled() => {
+                        give_back(&msg).await;
+                        hand_back(&mut messages).await;
+                        return Ok(());
+                    }
                     permit = ctx.slots.clone().acquire_owned() => permit,
                 };
                 let Ok(permit) = permit else { return Ok(()) };
-                let ctx = ctx.clone();
+                let (ctx, stop) = (ctx.clone(), stop.clone());
                 in_flight.spawn(async move {
-                    handle(&ctx, msg, ack_wait).await;
+                    if stop.is_cancelled() {
+                        give_back(&msg).await;
+                    } else {
+                        handle(&ctx, msg, ack_wait).await;
+                    }
                     drop(permit);
                 });
             }
@@ -115,6 +126,29 @@ async fn consume(
                 })
             }
         }
+    }
+}
+
+/// Tasks already received but not started go back at once (rather than
+/// after `ack_wait`), so a stopping job drains quickly and a shutting-down
+/// instance's tasks go to another.
+async fn hand_back<S>(messages: &mut S)
+where
+    S: futures::Stream<
+            Item = std::result::Result<
+                Message,
+                async_nats::jetstream::consumer::pull::MessagesError,
+            >,
+        > + Unpin,
+{
+    while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
+        give_back(&msg).await;
+    }
+}
+
+async fn give_back(msg: &Message) {
+    if let Err(err) = msg.ack_with(AckKind::Nak(None)).await {
+        tracing::debug!(error = %err, "cannot hand a task back");
     }
 }
 

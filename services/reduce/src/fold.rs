@@ -8,7 +8,10 @@
 use chrono::{DateTime, Utc};
 use jetflow_shared::{
     job::state::ERROR_SAMPLE_LEN,
-    job::{ErrorSample, FailurePolicy, ItemStatus, JobState, JobStatus, OpenBatch},
+    job::{
+        spec::RATIO_MIN_ITEMS, ErrorSample, FailurePolicy, ItemStatus, JobState, JobStatus,
+        OpenBatch,
+    },
     messages::{ItemResult, LedgerEntry},
 };
 
@@ -21,6 +24,8 @@ pub struct Effects {
     pub finished_batches: Vec<(u64, OpenBatch)>,
     /// The status the job ended with, if it ended.
     pub ended: Option<JobStatus>,
+    /// The job began stopping: no new item may start.
+    pub stopping: bool,
 }
 
 /// Applies the ledger entry at stream sequence `seq`. `counted` says whether
@@ -64,8 +69,33 @@ pub fn apply(
             }
         }
         Some(LedgerEntry::FetchFailed { error, at }) => {
-            end(state, JobStatus::Failed, Some(error.clone()), *at, effects);
+            stop(state, JobStatus::Failed, error.clone(), *at, effects);
         }
+        Some(LedgerEntry::Cancel { reason, at }) => {
+            let reason = reason
+                .clone()
+                .unwrap_or_else(|| "cancelled on request".into());
+            stop(state, JobStatus::Cancelled, reason, *at, effects);
+        }
+        Some(LedgerEntry::TimedOut { at }) => {
+            let limit = state
+                .spec
+                .timeout
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            stop(
+                state,
+                JobStatus::Failed,
+                format!("timeout of {limit} exceeded"),
+                *at,
+                effects,
+            );
+        }
+        Some(LedgerEntry::Drained { at }) if state.status == JobStatus::Cancelling => {
+            let ends_as = state.ends_as.unwrap_or(JobStatus::Cancelled);
+            end(state, ends_as, state.reason.clone(), *at, effects);
+        }
+        Some(LedgerEntry::Drained { .. }) => {}
         Some(LedgerEntry::Dispatched { batch, at }) => {
             if let Some(open) = state.open_batches.get_mut(batch) {
                 open.dispatched_at = Some(*at);
@@ -124,20 +154,41 @@ fn item(state: &mut JobState, result: &ItemResult, effects: &mut Effects) {
         touch(effects, result.batch);
         close_if_done(state, result.batch, effects);
     }
-    let fail_fast = state.spec.failure_policy == FailurePolicy::FailFast;
-    if fail_fast && result.status == ItemStatus::Failed {
-        let reason = format!(
-            "failure_policy fail_fast: item {} failed: {}",
-            result.id,
-            result.error.as_deref().unwrap_or("unknown error")
-        );
-        end(
-            state,
-            JobStatus::Failed,
-            Some(reason),
-            result.finished_at,
-            effects,
-        );
+    if result.status == ItemStatus::Failed {
+        if let Some(reason) = failure_policy_breach(state, result) {
+            stop(
+                state,
+                JobStatus::Failed,
+                reason,
+                result.finished_at,
+                effects,
+            );
+        }
+    }
+}
+
+/// Whether the job's failure policy says this failure ends the job.
+fn failure_policy_breach(state: &JobState, result: &ItemResult) -> Option<String> {
+    let error = result.error.as_deref().unwrap_or("unknown error");
+    match state.spec.failure_policy {
+        FailurePolicy::Continue => None,
+        FailurePolicy::FailFast => Some(format!(
+            "failure_policy fail_fast: item {} failed: {error}",
+            result.id
+        )),
+        FailurePolicy::MaxFailureRatio => {
+            let limit = state.spec.max_failure_ratio.unwrap_or(1.0);
+            let finished = state.succeeded + state.failed;
+            let ratio = state.failed as f64 / finished.max(1) as f64;
+            (finished >= RATIO_MIN_ITEMS && ratio > limit).then(|| {
+                format!(
+                    "{} of {finished} finished items failed ({:.1}%), above max_failure_ratio {limit}; last: item {}: {error}",
+                    state.failed,
+                    ratio * 100.0,
+                    result.id
+                )
+            })
+        }
     }
 }
 
@@ -161,6 +212,25 @@ fn touch(effects: &mut Effects, batch: u64) {
     }
 }
 
+/// The job stops taking new work; it ends as `ends_as` once the items in
+/// flight finish. The first reason to stop is the one that sticks.
+fn stop(
+    state: &mut JobState,
+    ends_as: JobStatus,
+    reason: String,
+    at: DateTime<Utc>,
+    effects: &mut Effects,
+) {
+    if state.status == JobStatus::Cancelling {
+        return;
+    }
+    state.status = JobStatus::Cancelling;
+    state.ends_as = Some(ends_as);
+    state.reason = Some(reason);
+    state.stopping_since = Some(at);
+    effects.stopping = true;
+}
+
 fn end(
     state: &mut JobState,
     status: JobStatus,
@@ -171,6 +241,8 @@ fn end(
     state.status = status;
     state.reason = reason;
     state.finished_at = Some(at);
+    state.ends_as = None;
+    state.not_run = state.total.saturating_sub(state.done());
     effects.ended = Some(status);
 }
 
@@ -184,7 +256,8 @@ mod tests {
             None,
             format!(
                 r#"{{"id": "j", "source": {{"type": "http", "url": "http://x/a"}},
-                    "handler": {{"type": "http", "url": "http://x/{{id}}"}}, "failure_policy": "{policy}"}}"#
+                    "handler": {{"type": "http", "url": "http://x/{{id}}"}}, "failure_policy": "{policy}",
+                    "max_failure_ratio": 0.5}}"#
             )
             .as_bytes(),
             || unreachable!(),
@@ -325,39 +398,100 @@ mod tests {
         assert_eq!(whole.status, JobStatus::Partial);
     }
 
+    fn drained() -> LedgerEntry {
+        LedgerEntry::Drained { at: Utc::now() }
+    }
+
     #[test]
-    fn fail_fast_ends_the_job_at_the_first_failure() {
+    fn fail_fast_stops_at_the_first_failure_and_counts_what_was_in_flight() {
         let mut state = job("fail_fast");
         let effects = fold(
             &mut state,
             &[(fetched(1, 3), false), (result(1, "a", false), true)],
         );
-        assert_eq!(effects.ended, Some(JobStatus::Failed));
+        assert!(effects.stopping);
+        assert_eq!(state.status, JobStatus::Cancelling);
+        assert_eq!(state.ends_as, Some(JobStatus::Failed));
         assert!(state
             .reason
             .as_deref()
             .unwrap_or("")
             .contains("item a failed"));
-        // Later results change nothing.
-        fold(&mut state, &[(result(1, "b", true), true)]);
-        assert_eq!(state.succeeded, 0);
+        // An item that was already running finishes and counts.
+        let effects = fold(
+            &mut state,
+            &[(result(1, "b", true), true), (drained(), false)],
+        );
+        assert_eq!(effects.ended, Some(JobStatus::Failed));
+        assert_eq!((state.succeeded, state.failed, state.not_run), (1, 1, 1));
+        // After the end nothing changes.
+        fold(&mut state, &[(result(1, "c", true), true)]);
+        assert_eq!(state.succeeded, 1);
     }
 
     #[test]
     fn a_refused_source_fails_the_job_with_its_answer() {
         let mut state = job("continue");
-        let effects = fold(
-            &mut state,
-            &[(
-                LedgerEntry::FetchFailed {
-                    error: "HTTP 400: limit".into(),
-                    at: Utc::now(),
-                },
-                false,
-            )],
-        );
+        let refused = LedgerEntry::FetchFailed {
+            error: "HTTP 400: limit".into(),
+            at: Utc::now(),
+        };
+        let effects = fold(&mut state, &[(refused, false), (drained(), false)]);
         assert_eq!(effects.ended, Some(JobStatus::Failed));
         assert_eq!(state.reason.as_deref(), Some("HTTP 400: limit"));
+    }
+
+    #[test]
+    fn cancel_then_drain_ends_cancelled_with_exact_counts() {
+        let mut state = job("continue");
+        fold(
+            &mut state,
+            &[(fetched(1, 4), false), (result(1, "a", true), true)],
+        );
+        let cancel = LedgerEntry::Cancel {
+            reason: None,
+            at: Utc::now(),
+        };
+        let effects = fold(&mut state, &[(cancel, false)]);
+        assert!(effects.stopping && effects.ended.is_none());
+        // A second reason to stop does not replace the first.
+        fold(
+            &mut state,
+            &[(LedgerEntry::TimedOut { at: Utc::now() }, false)],
+        );
+        assert_eq!(state.ends_as, Some(JobStatus::Cancelled));
+        let effects = fold(
+            &mut state,
+            &[(result(1, "b", false), true), (drained(), false)],
+        );
+        assert_eq!(effects.ended, Some(JobStatus::Cancelled));
+        assert_eq!(
+            (state.succeeded, state.failed, state.not_run, state.total),
+            (1, 1, 2, 4)
+        );
+        assert_eq!(
+            state.succeeded + state.failed + state.skipped + state.not_run,
+            state.total
+        );
+    }
+
+    #[test]
+    fn a_failure_ratio_above_the_limit_stops_the_job() {
+        let mut state = job("max_failure_ratio");
+        state.spec.max_failure_ratio = Some(0.25);
+        let mut entries = vec![(fetched(1, 40), false)];
+        // Judged from 20 finished items on: 15 ok and 5 failed is exactly 25%.
+        entries.extend((0..15).map(|i| (result(1, &format!("ok{i}"), true), true)));
+        entries.extend((0..5).map(|i| (result(1, &format!("bad{i}"), false), true)));
+        let effects = fold(&mut state, &entries);
+        assert!(!effects.stopping, "25% is not above 25%");
+        let effects = fold(&mut state, &[(result(1, "bad5", false), true)]);
+        assert!(effects.stopping);
+        assert!(state
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("max_failure_ratio 0.25"));
     }
 
     #[test]

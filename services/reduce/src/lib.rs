@@ -5,6 +5,7 @@
 //! - [`outcomes`] — item outcome records, created once and recognisable.
 //! - [`fold`] — the pure fold from ledger entries to job state.
 //! - [`announce`] — batch records, events and log lines derived from a fold.
+//! - [`stopping`] — cancel, timeout and failure policies: drain, then end.
 //!
 //! Why no crash can make it count an item twice or lose one:
 //! docs/exactly-once.md.
@@ -13,6 +14,7 @@ pub mod announce;
 pub mod fold;
 pub mod outcomes;
 pub mod reducer;
+pub mod stopping;
 
 use jetflow_shared::{job::JobState, lease, supervisor, Bus, NatsArgs, Result};
 use tokio_util::sync::CancellationToken;

@@ -20,10 +20,12 @@ use jetflow_shared::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{announce, fold, outcomes};
+use crate::{announce, fold, outcomes, stopping};
 
 /// Most ledger entries folded per checkpoint.
 const MAX_CHUNK: usize = 1000;
+/// How often a stopping job's drain and an active job's timeout are checked.
+const TICK: Duration = Duration::from_millis(250);
 /// How often folded ledger entries are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(5);
 
@@ -102,11 +104,16 @@ impl Reducer {
             .await
             .ctx("reading the job's ledger")?
             .ready_chunks(MAX_CHUNK);
+        let mut tick = tokio::time::interval(TICK);
         loop {
             let chunk = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Err(Error::Shutdown),
                 chunk = ledger.next() => chunk,
+                _ = tick.tick() => {
+                    self.append_due().await?;
+                    continue;
+                }
             };
             let Some(chunk) = chunk else {
                 return Err(Error::Nats {
@@ -164,12 +171,31 @@ impl Reducer {
         }
         fold::settle(&mut next, Utc::now(), &mut effects);
         announce::batches(&self.bus, &next, &effects).await?;
+        if effects.stopping {
+            // Before the state says `cancelling`: whoever sees that can rely
+            // on no new task of the job being handed out.
+            stopping::pause_tasks(&self.bus, &self.job).await?;
+            tracing::info!(job = %self.job, reason = next.reason.as_deref().unwrap_or(""), "job stopping; letting items in flight finish");
+        }
         self.checkpoint(next).await?;
         if effects.ended.is_some() {
             self.finish().await?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Appends `drained` or `timed_out` to the ledger when due; the fold
+    /// acts on it when it comes round, like any other entry.
+    async fn append_due(&self) -> Result<()> {
+        if let Some((entry, msg_id)) = stopping::due_entry(&self.bus, &self.state).await? {
+            self.bus
+                .append_ledger(&self.job, &entry, &msg_id)
+                .await?
+                .await
+                .ctx("appending to the ledger")?;
+        }
+        Ok(())
     }
 
     /// Writes job state if nobody else has since we read it.
@@ -209,6 +235,9 @@ impl Reducer {
         }
         if let Ok(tasks) = self.bus.js.get_stream(names.tasks_stream()).await {
             let _ = tasks.purge().filter(names.task_subject(&self.job)).await;
+        }
+        if let Ok(batches) = self.bus.js.get_stream(names.batches_stream()).await {
+            let _ = batches.purge().filter(names.batch_subject(&self.job)).await;
         }
         self.purge_folded(true).await;
         Ok(())

@@ -34,6 +34,11 @@ pub struct JobSpec {
     /// What a failed item does to the job.
     #[serde(default)]
     pub failure_policy: FailurePolicy,
+    /// With `failure_policy: "max_failure_ratio"`: the job fails once more
+    /// than this fraction of finished items failed (judged from
+    /// [`RATIO_MIN_ITEMS`] finished items on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failure_ratio: Option<f64>,
     /// Higher runs first where a stage has a choice.
     #[serde(default)]
     pub priority: i32,
@@ -338,7 +343,13 @@ pub enum FailurePolicy {
     Continue,
     /// The first failed item fails the job.
     FailFast,
+    /// The job fails when the share of failed items passes `max_failure_ratio`.
+    MaxFailureRatio,
 }
+
+/// Finished items needed before `max_failure_ratio` is judged, so that the
+/// first failure of a job does not make a ratio of 100%.
+pub const RATIO_MIN_ITEMS: u64 = 20;
 
 impl JobSpec {
     /// The resolved settings: explicit fields over the preset's.

@@ -36,6 +36,11 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Whether items of the job may still be started: not ended, not stopping.
+    pub fn is_active(self) -> bool {
+        !self.is_terminal() && self != JobStatus::Cancelling
+    }
+
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -126,6 +131,18 @@ pub struct JobState {
     pub retries: u64,
     /// Items sent to the DLQ.
     pub dead_lettered: u64,
+    /// Items of a job that ended early (cancelled, failed) that never ran.
+    /// For every ended job: `succeeded + failed + skipped + not_run == total`.
+    #[serde(default)]
+    pub not_run: u64,
+    /// While `cancelling`: the status the job will end with once its
+    /// in-flight items finish (`cancelled`, or `failed` for a timeout,
+    /// `fail_fast`, a failure ratio or a failed source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_as: Option<JobStatus>,
+    /// When stopping began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping_since: Option<DateTime<Utc>>,
     /// `(succeeded + failed + skipped) / total`, 0 before anything is known.
     pub progress: f64,
     /// When the job was accepted.
@@ -172,6 +189,9 @@ impl JobState {
             skipped: 0,
             retries: 0,
             dead_lettered: 0,
+            not_run: 0,
+            ends_as: None,
+            stopping_since: None,
             progress: 0.0,
             created_at: now,
             started_at: None,

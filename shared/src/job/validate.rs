@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use async_nats::HeaderMap;
 use serde_json::Value;
 
-use super::spec::{HandlerSpec, JobSpec, SourceSpec};
+use super::spec::{FailurePolicy, HandlerSpec, JobSpec, SourceSpec};
 use crate::{codec, names};
 
 /// A job that was refused, with the field at fault.
@@ -134,6 +134,21 @@ pub fn validate(spec: &JobSpec) -> Result<(), Rejection> {
         if t.get().is_zero() {
             return Err(Rejection::new("timeout", "must be above zero"));
         }
+    }
+    match (spec.failure_policy, spec.max_failure_ratio) {
+        (FailurePolicy::MaxFailureRatio, None) => {
+            return Err(Rejection::new(
+                "max_failure_ratio",
+                "is required with failure_policy \"max_failure_ratio\"",
+            ))
+        }
+        (_, Some(r)) if !(r > 0.0 && r < 1.0) => {
+            return Err(Rejection::new(
+                "max_failure_ratio",
+                format!("{r} is not between 0 and 1"),
+            ))
+        }
+        _ => {}
     }
     if spec.kind.is_empty() || spec.kind.len() > 100 {
         return Err(Rejection::new("kind", "must be 1-100 characters"));

@@ -6,3 +6,4 @@ mod cli;
 mod pipeline;
 mod processes;
 mod rejection;
+mod stopping;

@@ -1,0 +1,70 @@
+//! `jetflow cancel JOB`: what `nats pub jetflow.jobs.cancel.<job> ''` does,
+//! plus following the job until its in-flight items have finished.
+
+use anyhow::{bail, Context as _};
+use jetflow_shared::{codec, messages::CancelRequest, names, NatsArgs};
+
+use crate::{
+    commands::submit::{exit_code, print_final},
+    connect, exit, progress,
+};
+
+/// Arguments of `jetflow cancel`.
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The job id.
+    pub job: String,
+    /// Why, for the job's state and `cancelled` event.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Wait until the job has stopped, then print its final state.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+pub async fn run(args: CancelArgs) -> anyhow::Result<u8> {
+    if let Err(reason) = names::validate_job_id(&args.job) {
+        bail!("JOB: {reason}");
+    }
+    let bus = connect::existing(&args.nats).await?;
+    if bus
+        .kv
+        .jobs
+        .get(&args.job)
+        .await
+        .context("reading job state")?
+        .is_none()
+    {
+        eprintln!(
+            "no job {:?} in namespace {:?}",
+            args.job, args.nats.namespace
+        );
+        return Ok(exit::FAILED);
+    }
+    let request = CancelRequest {
+        reason: args.reason,
+    };
+    bus.js
+        .publish_with_headers(
+            bus.names.cancel_subject(&args.job),
+            codec::headers_for(codec::Format::Json),
+            codec::to_json(&request),
+        )
+        .await
+        .context("publishing the cancel request")?
+        .await
+        .context("storing the cancel request")?;
+    if !args.wait {
+        eprintln!("cancel requested for {}", args.job);
+        return Ok(exit::OK);
+    }
+    eprintln!(
+        "cancel requested for {}; waiting for items in flight to finish",
+        args.job
+    );
+    let state = progress::follow(&bus, &args.job).await?;
+    print_final(&state, false);
+    Ok(exit_code(state.status))
+}
