@@ -37,17 +37,53 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Running service processes; killed on drop.
 pub struct ServiceProcesses {
+    nats: NatsArgs,
     children: Vec<(String, Child)>,
 }
 
 impl ServiceProcesses {
     /// Starts one process of each stage against `nats`.
     pub fn start(nats: &NatsArgs) -> anyhow::Result<Self> {
+        Self::start_copies(nats, 1)
+    }
+
+    /// Starts `copies` processes of each stage.
+    pub fn start_copies(nats: &NatsArgs, copies: usize) -> anyhow::Result<Self> {
         let mut children = Vec::new();
-        for name in SERVICES {
-            children.push((name.to_string(), spawn(name, nats)?));
+        for _ in 0..copies {
+            for name in SERVICES {
+                children.push((name.to_string(), spawn(name, nats)?));
+            }
         }
-        Ok(Self { children })
+        Ok(Self {
+            nats: nats.clone(),
+            children,
+        })
+    }
+
+    /// How many processes run.
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    /// Whether none run.
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// Sends SIGKILL to process `index` (no chance to clean up), waits for
+    /// it, and starts a fresh one of the same service; returns its name.
+    pub fn kill_and_restart(&mut self, index: usize) -> anyhow::Result<String> {
+        let (name, child) = &mut self.children[index];
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+        if rc != 0 {
+            bail!("kill {} failed: {}", child.id(), std::io::Error::last_os_error());
+        }
+        child.wait()?;
+        let name = name.clone();
+        self.children[index].1 = spawn(&name, &self.nats)?;
+        Ok(name)
     }
 
     /// The running processes' ids by service name.

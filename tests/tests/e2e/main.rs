@@ -2,6 +2,7 @@
 //! over real HTTP. One module per behaviour.
 
 mod backpressure;
+mod chaos;
 mod cli;
 mod pipeline;
 mod processes;

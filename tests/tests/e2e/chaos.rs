@@ -1,0 +1,97 @@
+//! Invariants 1, 2 and 4 under fire: every service runs as two processes and
+//! a killer SIGKILLs a random one every 1-3 s, restarting it, until the job
+//! ends. The tally must still be exact.
+//!
+//! CI runs three seeds at 3,000 items. The full size:
+//!   JETFLOW_CHAOS_ITEMS=20000 cargo test -p jetflow-e2e chaos -- --nocapture
+
+use std::{collections::BTreeSet, time::Duration};
+
+use jetflow_devkit::{MockAgents, MockAgentsConfig};
+use jetflow_e2e::{jobs, ServiceProcesses, TestEnv};
+use jetflow_shared::job::{ItemStatus, JobStatus};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde_json::json;
+
+fn items() -> usize {
+    std::env::var("JETFLOW_CHAOS_ITEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
+async fn chaos(seed: u64) -> anyhow::Result<()> {
+    let n = items();
+    let env = TestEnv::bare("chaos").await?;
+    let mut services = ServiceProcesses::start_copies(&env.nats, 2)?;
+    let mock = MockAgents::start(MockAgentsConfig {
+        agents: n,
+        transient_rate: 0.05,
+        permanent_rate: 0.01,
+        latency: Duration::from_millis(2),
+        seed,
+        ..Default::default()
+    })
+    .await?;
+    let job = format!("chaos-{seed}");
+    let spec = jobs::agents_job(&job, &mock, json!({"concurrency": 50, "max_retries": 10}));
+    jobs::submit_plain(&env.bus, spec.to_string().as_bytes()).await?;
+
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut kills = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    let state = loop {
+        if let Some(value) = jobs::state_json(&env.bus, &job).await? {
+            let state: jetflow_shared::job::JobState = serde_json::from_value(value)?;
+            if state.status.is_terminal() {
+                break state;
+            }
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "job {job} did not end within 10 minutes ({kills} kills)");
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1000..3000))).await;
+        let victim = rng.gen_range(0..services.len());
+        let name = services.kill_and_restart(victim)?;
+        kills += 1;
+        eprintln!("chaos seed {seed}: killed {name} (#{kills})");
+    };
+    eprintln!("chaos seed {seed}: job ended {} after {kills} kills: {} ok, {} failed", state.status, state.succeeded, state.failed);
+
+    let permanent: BTreeSet<String> = mock.permanent_failures().into_iter().collect();
+    assert!(kills >= 3, "the test must actually kill processes");
+    assert_eq!(state.status, JobStatus::Partial);
+    assert_eq!(state.total, n as u64);
+    assert_eq!(state.succeeded + state.failed, n as u64);
+    assert_eq!(state.succeeded, mock.stats().migrated, "succeeded equals the distinct agents the target migrated");
+    assert_eq!(state.failed, permanent.len() as u64);
+
+    let records = jobs::item_records(&env.bus, &job).await?;
+    assert_eq!(records.len(), n, "one outcome record per item");
+    let migrated: BTreeSet<String> = mock.migrated_ids().into_iter().collect();
+    let dlq = jobs::stream_messages(&env.bus, &env.bus.names.dlq_stream(), &env.bus.names.dlq_subject("migrate", &job)).await?;
+    let dead: BTreeSet<String> = dlq.iter().filter_map(|(_, h, _)| jobs::header(h, "Jetflow-Item")).collect();
+    for (id, record) in &records {
+        match record.status {
+            ItemStatus::Succeeded => assert!(migrated.contains(id), "{id} recorded ok, not migrated"),
+            ItemStatus::Failed => {
+                assert!(permanent.contains(id), "{id} failed but is not a permanent failure: {:?}", record.error);
+                assert!(dead.contains(id), "{id} failed and is not in the DLQ");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_seed_1() -> anyhow::Result<()> {
+    chaos(1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_seed_2() -> anyhow::Result<()> {
+    chaos(2).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_seed_3() -> anyhow::Result<()> {
+    chaos(3).await
+}
