@@ -132,23 +132,57 @@ pub async fn open(js: &jetstream::Context, names: &Names) -> Result<Buckets> {
     buckets(stores)
 }
 
-/// Creates or updates every stream and bucket; returns the buckets.
+/// Creates what is missing and brings what exists up to date; returns the
+/// buckets.
+///
+/// An existing stream or bucket never loses replicas: a service started
+/// without `--replicas 3` against a cluster must not quietly turn R3 streams
+/// into R1 (the server does it — "stream remapping" — and a node loss then
+/// takes the streams it held with it). It only gains them, and a stream gains
+/// the subjects a newer version needs.
 pub async fn provision(js: &jetstream::Context, names: &Names, replicas: usize) -> Result<Buckets> {
-    for config in stream_configs(names, replicas) {
+    for mut config in stream_configs(names, replicas) {
         let name = config.name.clone();
+        if let Some(existing) = existing_replicas(js, &name).await? {
+            config.num_replicas = config.num_replicas.max(existing);
+        }
         retry_conflicts(|| js.create_or_update_stream(config.clone()))
             .await
             .ctx(format!("provisioning stream {name}"))?;
     }
     let mut stores = Vec::new();
-    for config in bucket_configs(names, replicas) {
+    for mut config in bucket_configs(names, replicas) {
         let name = config.bucket.clone();
+        if let Some(existing) = existing_replicas(js, &format!("KV_{name}")).await? {
+            config.num_replicas = config.num_replicas.max(existing);
+        }
         let store = retry_conflicts(|| js.create_or_update_key_value(config.clone()))
             .await
             .ctx(format!("provisioning bucket {name}"))?;
         stores.push(store);
     }
     buckets(stores)
+}
+
+/// Replicas of an existing stream, `None` if there is no such stream.
+async fn existing_replicas(js: &jetstream::Context, stream: &str) -> Result<Option<usize>> {
+    match js.get_stream(stream).await {
+        Ok(mut handle) => {
+            let info = handle
+                .info()
+                .await
+                .ctx(format!("reading stream {stream}"))?;
+            Ok(Some(info.config.num_replicas))
+        }
+        Err(err) => match err.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(api)
+                if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(None)
+            }
+            _ => Err(err).ctx(format!("looking up stream {stream}")),
+        },
+    }
 }
 
 fn buckets(stores: Vec<Store>) -> Result<Buckets> {

@@ -78,7 +78,11 @@ impl ServiceProcesses {
         // SAFETY: kill(2) on the pid of a child we own and have not reaped.
         let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
         if rc != 0 {
-            bail!("kill {} failed: {}", child.id(), std::io::Error::last_os_error());
+            bail!(
+                "kill {} failed: {}",
+                child.id(),
+                std::io::Error::last_os_error()
+            );
         }
         child.wait()?;
         let name = name.clone();
@@ -109,6 +113,7 @@ fn spawn(name: &str, nats: &NatsArgs) -> anyhow::Result<Child> {
     Command::new(binary(name)?)
         .env("NATS_URL", nats.nats_url.join(","))
         .env("JETFLOW_NAMESPACE", &nats.namespace)
+        .env("JETFLOW_REPLICAS", nats.replicas.to_string())
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -47,33 +47,57 @@ async fn chaos(seed: u64) -> anyhow::Result<()> {
                 break state;
             }
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "job {job} did not end within 10 minutes ({kills} kills)");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "job {job} did not end within 10 minutes ({kills} kills)"
+        );
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1000..3000))).await;
         let victim = rng.gen_range(0..services.len());
         let name = services.kill_and_restart(victim)?;
         kills += 1;
         eprintln!("chaos seed {seed}: killed {name} (#{kills})");
     };
-    eprintln!("chaos seed {seed}: job ended {} after {kills} kills: {} ok, {} failed", state.status, state.succeeded, state.failed);
+    eprintln!(
+        "chaos seed {seed}: job ended {} after {kills} kills: {} ok, {} failed",
+        state.status, state.succeeded, state.failed
+    );
 
     let permanent: BTreeSet<String> = mock.permanent_failures().into_iter().collect();
     assert!(kills >= 3, "the test must actually kill processes");
     assert_eq!(state.status, JobStatus::Partial);
     assert_eq!(state.total, n as u64);
     assert_eq!(state.succeeded + state.failed, n as u64);
-    assert_eq!(state.succeeded, mock.stats().migrated, "succeeded equals the distinct agents the target migrated");
+    assert_eq!(
+        state.succeeded,
+        mock.stats().migrated,
+        "succeeded equals the distinct agents the target migrated"
+    );
     assert_eq!(state.failed, permanent.len() as u64);
 
     let records = jobs::item_records(&env.bus, &job).await?;
     assert_eq!(records.len(), n, "one outcome record per item");
     let migrated: BTreeSet<String> = mock.migrated_ids().into_iter().collect();
-    let dlq = jobs::stream_messages(&env.bus, &env.bus.names.dlq_stream(), &env.bus.names.dlq_subject("migrate", &job)).await?;
-    let dead: BTreeSet<String> = dlq.iter().filter_map(|(_, h, _)| jobs::header(h, "Jetflow-Item")).collect();
+    let dlq = jobs::stream_messages(
+        &env.bus,
+        &env.bus.names.dlq_stream(),
+        &env.bus.names.dlq_subject("migrate", &job),
+    )
+    .await?;
+    let dead: BTreeSet<String> = dlq
+        .iter()
+        .filter_map(|(_, h, _)| jobs::header(h, "Jetflow-Item"))
+        .collect();
     for (id, record) in &records {
         match record.status {
-            ItemStatus::Succeeded => assert!(migrated.contains(id), "{id} recorded ok, not migrated"),
+            ItemStatus::Succeeded => {
+                assert!(migrated.contains(id), "{id} recorded ok, not migrated")
+            }
             ItemStatus::Failed => {
-                assert!(permanent.contains(id), "{id} failed but is not a permanent failure: {:?}", record.error);
+                assert!(
+                    permanent.contains(id),
+                    "{id} failed but is not a permanent failure: {:?}",
+                    record.error
+                );
                 assert!(dead.contains(id), "{id} failed and is not in the DLQ");
             }
         }

@@ -4,6 +4,7 @@
 mod backpressure;
 mod chaos;
 mod cli;
+mod nats_faults;
 mod pipeline;
 mod processes;
 mod rejection;
