@@ -7,13 +7,19 @@
 //! - [`decision`] — succeeded, failed for good, or retried after a backoff
 //!   delay — retries are JetStream redeliveries, so a crash loses none.
 
+pub mod breaker;
 pub mod decision;
 pub mod handler;
+pub mod service;
 pub mod worker;
 
 use std::sync::Arc;
 
-use jetflow_shared::{job::JobState, supervisor, Bus, Error, NatsArgs, Result};
+use jetflow_shared::{
+    duration::HumanDuration, job::JobState, supervisor, Bus, Error, NatsArgs, Result,
+};
+
+use crate::breaker::{BreakerConfig, Breakers};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +33,13 @@ pub struct Config {
     /// `concurrency` is enforced across instances by NATS).
     #[arg(long, env = "JETFLOW_MIGRATE_MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
+    /// Consecutive transient failures of a target that open its circuit breaker.
+    #[arg(long, env = "JETFLOW_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub breaker_threshold: u32,
+    /// How long an open breaker holds tasks back before a probe (doubling,
+    /// up to 30 s, while probes fail).
+    #[arg(long, env = "JETFLOW_BREAKER_COOLDOWN", default_value = "2s")]
+    pub breaker_cooldown: HumanDuration,
 }
 
 impl Config {
@@ -35,6 +48,8 @@ impl Config {
         Self {
             nats,
             max_inflight: 1024,
+            breaker_threshold: 5,
+            breaker_cooldown: HumanDuration::from_secs(2),
         }
     }
 }
@@ -50,7 +65,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         .pool_max_idle_per_host(256)
         .build()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+    if config.breaker_threshold == 0 || config.breaker_cooldown.get().is_zero() {
+        return Err(Error::Config(
+            "--breaker-threshold and --breaker-cooldown: must be above zero".into(),
+        ));
+    }
     let slots = Arc::new(Semaphore::new(config.max_inflight));
+    let breakers = Arc::new(Breakers::new(BreakerConfig {
+        threshold: config.breaker_threshold,
+        cooldown: config.breaker_cooldown.get(),
+        ..BreakerConfig::default()
+    }));
+    let instance = jetflow_shared::instance_id();
+    let service = tokio::spawn(service::serve(
+        bus.clone(),
+        instance,
+        breakers.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(
         namespace = bus.names.namespace(),
         max_inflight = config.max_inflight,
@@ -60,9 +92,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // A stopping job's worker stops pulling; its items in flight finish.
     let wants = |state: &JobState| state.status.is_active();
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
-        let context = worker::JobContext::new(bus.clone(), http.clone(), slots.clone(), state);
+        let context = worker::JobContext::new(
+            bus.clone(),
+            http.clone(),
+            slots.clone(),
+            breakers.clone(),
+            state,
+        );
         worker::run(context, stop)
     })
     .await;
+    match service.await {
+        Ok(Err(err)) => tracing::warn!(error = %err, "micro service stopped"),
+        Err(err) => tracing::warn!(error = %err, "micro service task failed"),
+        Ok(Ok(())) => {}
+    }
     Ok(())
 }

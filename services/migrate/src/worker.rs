@@ -2,13 +2,16 @@
 //! once — ack after the result is stored, nak with a backoff delay to retry,
 //! dead-letter then ack to give up.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_nats::jetstream::{consumer::PullConsumer, AckKind, Message};
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
-    codec,
+    codec, headers,
     job::{HandlerSpec, ItemStatus, JobSpec, JobState, Settings},
     messages::{ItemResult, LedgerEntry, TaskMessage},
     names::{item_key, Names},
@@ -19,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    breaker::{http_target, Admission, Breakers},
     decision::{decide, Decision},
     handler::{self, HandlerError},
 };
@@ -29,6 +33,9 @@ pub struct JobContext {
     bus: Bus,
     http: reqwest::Client,
     slots: Arc<Semaphore>,
+    breakers: Arc<Breakers>,
+    /// The breaker key of the job's handler.
+    target: String,
     job: String,
     spec: Arc<JobSpec>,
     settings: Settings,
@@ -36,11 +43,23 @@ pub struct JobContext {
 
 impl JobContext {
     /// The context of `state`'s job; `slots` caps this instance's items in flight.
-    pub fn new(bus: Bus, http: reqwest::Client, slots: Arc<Semaphore>, state: &JobState) -> Self {
+    pub fn new(
+        bus: Bus,
+        http: reqwest::Client,
+        slots: Arc<Semaphore>,
+        breakers: Arc<Breakers>,
+        state: &JobState,
+    ) -> Self {
+        let target = match &state.spec.handler {
+            HandlerSpec::Http(http) => http_target(&http.url),
+            other => other.type_name().to_string(),
+        };
         Self {
             bus,
             http,
             slots,
+            breakers,
+            target,
             job: state.id.clone(),
             settings: state.spec.settings(),
             spec: Arc::new(state.spec.clone()),
@@ -108,15 +127,23 @@ async fn consume(
                     permit = ctx.slots.clone().acquire_owned() => permit,
                 };
                 let Ok(permit) = permit else { return Ok(()) };
-                let (ctx, stop) = (ctx.clone(), stop.clone());
+                let (task_ctx, task_stop) = (ctx.clone(), stop.clone());
                 in_flight.spawn(async move {
-                    if stop.is_cancelled() {
+                    if task_stop.is_cancelled() {
                         give_back(&msg).await;
                     } else {
-                        handle(&ctx, msg, ack_wait).await;
+                        handle(&task_ctx, msg, ack_wait).await;
                     }
                     drop(permit);
                 });
+                // While the target's breaker is open, stop pulling: what is
+                // pulled now would only be held back again.
+                if let Some(wait) = ctx.breakers.blocked_for(&ctx.target, Instant::now()) {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(wait.min(ack_wait / 3)) => {}
+                    }
+                }
             }
             Some(Err(err)) => tracing::debug!(job = %ctx.job, error = %err, "error pulling tasks"),
             None => {
@@ -181,7 +208,10 @@ async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<
         context: "reading task metadata".into(),
         message: e.to_string(),
     })?;
-    let attempt = u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1);
+    // Calls spent before this message (it may be a held task republished)
+    // plus this message's deliveries.
+    let attempt =
+        calls_before(msg).saturating_add(u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1));
     let dlq_id = format!("{}:{}", info.stream, info.stream_sequence);
     let task = match codec::decode::<TaskMessage>(msg.headers.as_ref(), &msg.payload) {
         Ok(task) if task.job == ctx.job => task,
@@ -212,9 +242,18 @@ async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<
         return Ok(Ack::Done);
     }
 
-    let started = std::time::Instant::now();
+    if let Admission::Hold(wait) = ctx.breakers.admit(&ctx.target, Instant::now()) {
+        tracing::debug!(job = %ctx.job, item = %task.item.id, ?wait, "breaker open; holding the task back");
+        hold(ctx, msg, attempt - 1, info.stream_sequence).await?;
+        return Ok(Ack::Done);
+    }
+    let started = Instant::now();
     let result = with_progress(msg, ack_wait, call(ctx, &task)).await;
     let duration_ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Err(HandlerError::Transient(_)) => ctx.breakers.failed(&ctx.target, Instant::now()),
+        Ok(_) | Err(HandlerError::Permanent(_)) => ctx.breakers.succeeded(&ctx.target),
+    }
     let (status, error, output) = match decide(result, attempt, &ctx.settings) {
         Decision::Retry { delay, error } => {
             tracing::debug!(job = %ctx.job, item = %task.item.id, attempt, ?delay, error, "retrying item");
@@ -258,6 +297,41 @@ async fn call(ctx: &JobContext, task: &TaskMessage) -> std::result::Result<Value
             other.type_name()
         ))),
     }
+}
+
+/// Handler calls already spent on this item before this message: set on a
+/// task held back by an open breaker and published again.
+fn calls_before(msg: &Message) -> u32 {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(headers::ATTEMPTS))
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Holds a task back while its target's breaker is open: publishes it again
+/// carrying the calls spent so far (so holding costs no retry and no
+/// concurrency slot), to be acked by the caller. The id makes a repeat after
+/// a crash publish it once.
+async fn hold(ctx: &JobContext, msg: &Message, calls: u32, seq: u64) -> Result<()> {
+    let mut hdrs = async_nats::HeaderMap::new();
+    if let Some(ct) = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::CONTENT_TYPE))
+    {
+        hdrs.insert(headers::CONTENT_TYPE, ct.clone());
+    }
+    hdrs.insert(headers::ATTEMPTS, calls.to_string().as_str());
+    hdrs.insert(headers::MSG_ID, format!("{}:held:{seq}", ctx.job).as_str());
+    ctx.bus
+        .js
+        .publish_with_headers(msg.subject.clone(), hdrs, msg.payload.clone())
+        .await
+        .ctx("holding the task back")?
+        .await
+        .ctx("storing the held task")?;
+    Ok(())
 }
 
 /// Runs `work` while telling the server, every third of `ack_wait`, that the

@@ -2,6 +2,7 @@
 //! over real HTTP. One module per behaviour.
 
 mod backpressure;
+mod breaker;
 mod chaos;
 mod cli;
 mod nats_faults;
