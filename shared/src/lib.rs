@@ -6,6 +6,7 @@
 //! - [`messages`] — batches, tasks, ledger entries and events between the stages.
 //! - [`config`], [`connect`], [`provision`], [`bus`] — getting a service onto NATS.
 //! - [`lease`], [`watch`], [`supervisor`] — per-job work, owned by one instance at a time.
+//! - [`limits`], [`janitor`] — poison input: size limits, strays for unknown jobs.
 //! - [`retry`] — backoff delays for durable retries.
 //! - [`telemetry`] — logging.
 
@@ -16,8 +17,10 @@ pub mod connect;
 pub mod duration;
 pub mod error;
 pub mod headers;
+pub mod janitor;
 pub mod job;
 pub mod lease;
+pub mod limits;
 pub mod messages;
 pub mod names;
 pub mod provision;

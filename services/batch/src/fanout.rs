@@ -9,6 +9,7 @@ use futures::future::{join_all, try_join_all};
 use jetflow_shared::{
     codec,
     job::JobState,
+    limits,
     messages::{BatchMessage, Item, LedgerEntry, TaskMessage},
     names::Names,
     Bus, DeadLetter, Result, ResultExt,
@@ -66,6 +67,12 @@ async fn process(bus: &Bus, msg: &Message) -> Result<()> {
 
 async fn plan(bus: &Bus, msg: &Message) -> Result<Plan> {
     let subject_job = msg.subject.as_str().rsplit('.').next().map(str::to_string);
+    if let Some(reason) = limits::oversized(msg.payload.len(), limits::MAX_BATCH_BYTES) {
+        return Ok(Plan::DeadLetter {
+            job: subject_job,
+            reason,
+        });
+    }
     let batch: BatchMessage = match codec::decode(msg.headers.as_ref(), &msg.payload) {
         Ok(batch) => batch,
         Err(err) => {

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use jetflow_shared::{
     codec,
     job::{parse_submission, HandlerSpec, Invalid, JobSpec, JobState},
+    limits,
     messages::{EventKind, JobEvent},
     Bus, DeadLetter, Error, ResultExt,
 };
@@ -82,6 +83,9 @@ enum Verdict {
 }
 
 fn judge(msg: &Message) -> Verdict {
+    if let Some(reason) = limits::oversized(msg.payload.len(), limits::MAX_SUBMISSION_BYTES) {
+        return Verdict::NotAJob(reason);
+    }
     let new_id = || format!("job-{}", jetflow_shared::instance_id());
     match parse_submission(msg.headers.as_ref(), &msg.payload, new_id) {
         Ok(spec) => Verdict::Accepted(Box::new(spec)),

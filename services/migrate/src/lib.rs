@@ -77,6 +77,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         ..BreakerConfig::default()
     }));
     let instance = jetflow_shared::instance_id();
+    let janitor = tokio::spawn(jetflow_shared::janitor::run(
+        bus.clone(),
+        bus.names.tasks_stream(),
+        "task",
+        "migrate",
+        shutdown.clone(),
+    ));
     let service = tokio::spawn(service::serve(
         bus.clone(),
         instance,
@@ -102,6 +109,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         worker::run(context, stop)
     })
     .await;
+    let _ = janitor.await;
     match service.await {
         Ok(Err(err)) => tracing::warn!(error = %err, "micro service stopped"),
         Err(err) => tracing::warn!(error = %err, "micro service task failed"),

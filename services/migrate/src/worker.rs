@@ -13,6 +13,7 @@ use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
     codec, headers,
     job::{HandlerSpec, ItemStatus, JobSpec, JobState, Settings},
+    limits,
     messages::{ItemResult, LedgerEntry, TaskMessage},
     names::{item_key, Names},
     Bus, DeadLetter, Error, Result, ResultExt,
@@ -213,6 +214,10 @@ async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<
     let attempt =
         calls_before(msg).saturating_add(u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1));
     let dlq_id = format!("{}:{}", info.stream, info.stream_sequence);
+    if let Some(reason) = limits::oversized(msg.payload.len(), limits::MAX_TASK_BYTES) {
+        dead_letter(ctx, msg, None, &reason, attempt, &dlq_id).await?;
+        return Ok(Ack::Done);
+    }
     let task = match codec::decode::<TaskMessage>(msg.headers.as_ref(), &msg.payload) {
         Ok(task) if task.job == ctx.job => task,
         Ok(task) => {

@@ -33,6 +33,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let instance = jetflow_shared::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "reduce ready");
 
+    let janitor = tokio::spawn(jetflow_shared::janitor::run(
+        bus.clone(),
+        bus.names.results_stream(),
+        "result",
+        "reduce",
+        shutdown.clone(),
+    ));
     let wants = |state: &JobState| !state.status.is_terminal();
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
         let (bus, owner, job) = (bus.clone(), instance.clone(), state.id.clone());
@@ -44,5 +51,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         }
     })
     .await;
+    let _ = janitor.await;
     Ok(())
 }

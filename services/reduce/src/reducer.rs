@@ -15,8 +15,8 @@ use async_nats::jetstream::{
 use chrono::Utc;
 use futures::StreamExt;
 use jetflow_shared::{
-    codec, job::JobState, lease::Work, messages::LedgerEntry, Bus, DeadLetter, Error, Result,
-    ResultExt,
+    codec, job::JobState, lease::Work, limits, messages::LedgerEntry, Bus, DeadLetter, Error,
+    Result, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -150,6 +150,13 @@ impl Reducer {
                     message: e.to_string(),
                 })?;
             if seq <= self.state.folded_seq {
+                continue;
+            }
+            if let Some(reason) =
+                limits::oversized(msg.payload.len(), limits::MAX_LEDGER_ENTRY_BYTES)
+            {
+                self.dead_letter(msg, seq, &reason).await?;
+                entries.push((seq, None));
                 continue;
             }
             match codec::decode::<LedgerEntry>(msg.headers.as_ref(), &msg.payload) {

@@ -7,6 +7,7 @@ mod chaos;
 mod cli;
 mod nats_faults;
 mod pipeline;
+mod poison;
 mod processes;
 mod rejection;
 mod stopping;
