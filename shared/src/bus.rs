@@ -2,7 +2,15 @@
 //! of its namespace and the opened buckets — plus the few publishing helpers
 //! every stage uses (events, ledger entries, dead letters).
 
-use async_nats::{jetstream, Client, HeaderMap};
+use std::time::Duration;
+
+use async_nats::{
+    jetstream::{
+        self,
+        consumer::{pull, AckPolicy},
+    },
+    Client, HeaderMap,
+};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -11,6 +19,7 @@ use crate::{
     config::NatsArgs,
     error::ResultExt,
     headers,
+    job::{HandlerSpec, JobSpec},
     messages::{JobEvent, LedgerEntry},
     names::Names,
     provision::{self, Buckets},
@@ -71,6 +80,32 @@ impl Bus {
             names,
             kv,
         })
+    }
+
+    /// Creates (or updates) a job's own task consumer. Its `max_ack_pending`
+    /// is the job's concurrency, enforced by the server across every
+    /// migrate instance.
+    pub async fn ensure_task_consumer(&self, job: &str, spec: &JobSpec) -> Result<()> {
+        let handler_timeout = match &spec.handler {
+            HandlerSpec::Http(http) => http.timeout.get(),
+            _ => Duration::from_secs(30),
+        };
+        let name = self.names.task_consumer(job);
+        let config = pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: self.names.task_subject(job),
+            ack_policy: AckPolicy::Explicit,
+            // Long calls send progress acks; this bounds how long a crashed
+            // worker's item waits before another instance gets it.
+            ack_wait: Duration::from_secs(30).min(handler_timeout + Duration::from_secs(5)),
+            max_ack_pending: i64::from(spec.settings().concurrency),
+            ..Default::default()
+        };
+        self.js
+            .create_consumer_on_stream(config, self.names.tasks_stream())
+            .await
+            .ctx(format!("creating task consumer {name}"))?;
+        Ok(())
     }
 
     /// Publishes a lifecycle event (JSON) and waits for the stream to have it.

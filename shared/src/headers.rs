@@ -16,5 +16,9 @@ pub const STAGE: &str = "Jetflow-Stage";
 pub const ERROR: &str = "Jetflow-Error";
 /// How many times the message was delivered before it was given up.
 pub const ATTEMPTS: &str = "Jetflow-Attempts";
+/// On a task published again by `jetflow dlq replay`: the sequence of the
+/// dead letter it came from. A replayed task runs even though its item has a
+/// (failed) outcome.
+pub const REPLAY: &str = "Jetflow-Replay";
 /// The subject the message was originally published to.
 pub const ORIGINAL_SUBJECT: &str = "Jetflow-Original-Subject";

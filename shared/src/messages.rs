@@ -62,6 +62,9 @@ pub struct ItemResult {
     /// Whether the item's task was sent to the DLQ.
     #[serde(default)]
     pub dead_lettered: bool,
+    /// Whether this is the result of a replayed task (`jetflow dlq replay`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
     /// Duration of the last call, ms.
     pub duration_ms: u64,
     /// When it finished.
@@ -123,6 +126,14 @@ pub enum LedgerEntry {
     },
     /// The job's `timeout` passed.
     TimedOut {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Items whose dead-lettered tasks were published again (`jetflow dlq
+    /// replay`): the job waits for their new results.
+    Replayed {
+        /// The items.
+        items: Vec<String>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -244,6 +255,7 @@ mod tests {
                 output: serde_json::json!({"a": 1}),
                 attempts: 2,
                 dead_lettered: true,
+                replay: false,
                 duration_ms: 12,
                 finished_at: Utc::now(),
             }),

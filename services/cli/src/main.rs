@@ -30,6 +30,8 @@ enum Command {
     Status(commands::status::StatusArgs),
     /// Cancel a job: no new item starts, items in flight finish.
     Cancel(commands::cancel::CancelArgs),
+    /// Dead letters: list, show, replay, purge.
+    Dlq(commands::dlq::DlqArgs),
 }
 
 /// Exit codes scripts can rely on.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
             Command::Cancel(args) => commands::cancel::run(args).await,
+            Command::Dlq(args) => commands::dlq::run(args).await,
         }
     });
     match result {

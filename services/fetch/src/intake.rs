@@ -16,7 +16,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use jetflow_shared::{
     codec,
-    job::{parse_submission, HandlerSpec, Invalid, JobSpec, JobState},
+    job::{parse_submission, Invalid, JobSpec, JobState},
     limits,
     messages::{EventKind, JobEvent},
     Bus, DeadLetter, Error, ResultExt,
@@ -129,7 +129,7 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_shared::Result<()> {
         }
         Err(err) => return Err(err).ctx("storing job spec"),
     }
-    create_task_consumer(bus, &id, &spec).await?;
+    bus.ensure_task_consumer(&id, &spec).await?;
     let state = JobState::new(&spec, Utc::now());
     match bus.kv.jobs.create(&id, codec::to_json(&state)).await {
         Ok(_) => {}
@@ -148,31 +148,6 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_shared::Result<()> {
         concurrency = settings.concurrency,
         "job accepted"
     );
-    Ok(())
-}
-
-/// The job's own task consumer: its `max_ack_pending` is the job's
-/// concurrency, enforced by the server across every migrate instance.
-async fn create_task_consumer(bus: &Bus, id: &str, spec: &JobSpec) -> jetflow_shared::Result<()> {
-    let handler_timeout = match &spec.handler {
-        HandlerSpec::Http(http) => http.timeout.get(),
-        _ => Duration::from_secs(30),
-    };
-    let name = bus.names.task_consumer(id);
-    let config = pull::Config {
-        durable_name: Some(name.clone()),
-        filter_subject: bus.names.task_subject(id),
-        ack_policy: AckPolicy::Explicit,
-        // Long calls send progress acks; this bounds how long a crashed
-        // worker's item waits before another instance gets it.
-        ack_wait: Duration::from_secs(30).min(handler_timeout + Duration::from_secs(5)),
-        max_ack_pending: i64::from(spec.settings().concurrency),
-        ..Default::default()
-    };
-    bus.js
-        .create_consumer_on_stream(config, bus.names.tasks_stream())
-        .await
-        .ctx(format!("creating task consumer {name}"))?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
     codec, headers,
-    job::{HandlerSpec, ItemStatus, JobSpec, JobState, Settings},
+    job::{HandlerSpec, ItemOutcome, ItemStatus, JobSpec, JobState, Settings},
     limits,
     messages::{ItemResult, LedgerEntry, TaskMessage},
     names::{item_key, Names},
@@ -233,18 +233,47 @@ async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<
             return Ok(Ack::Done);
         }
     };
+    // A replayed task carries the dead letter it came from.
+    let replay = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::REPLAY))
+        .map(|v| v.as_str().to_string());
     let outcome_key = Names::item_outcome_key(&ctx.job, &task.item.id);
-    if ctx
+    let recorded = ctx
         .bus
         .kv
         .items
         .get(&outcome_key)
         .await
-        .ctx("checking item outcome")?
-        .is_some()
-    {
-        tracing::debug!(job = %ctx.job, item = %task.item.id, "already has an outcome; not calling again");
-        return Ok(Ack::Done);
+        .ctx("checking item outcome")?;
+    match (&recorded, &replay) {
+        (None, _) => {}
+        (Some(_), None) => {
+            tracing::debug!(job = %ctx.job, item = %task.item.id, "already has an outcome; not calling again");
+            return Ok(Ack::Done);
+        }
+        (Some(raw), Some(_)) => {
+            let outcome: ItemOutcome = codec::decode_as(codec::Format::Json, raw)?;
+            if outcome.status == ItemStatus::Succeeded {
+                // Replayed twice, and the first replay succeeded: report it so
+                // the job stops waiting for this item, but do not call again.
+                let result = ItemResult {
+                    batch: task.batch,
+                    id: task.item.id.clone(),
+                    status: ItemStatus::Succeeded,
+                    error: None,
+                    output: Value::Null,
+                    attempts: 0,
+                    dead_lettered: false,
+                    replay: true,
+                    duration_ms: 0,
+                    finished_at: Utc::now(),
+                };
+                publish_result(ctx, result, replay.as_deref()).await?;
+                return Ok(Ack::Done);
+            }
+        }
     }
 
     if let Admission::Hold(wait) = ctx.breakers.admit(&ctx.target, Instant::now()) {
@@ -272,7 +301,7 @@ async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<
         dead_letter(ctx, msg, Some(&task.item.id), error, attempt, &dlq_id).await?;
     }
     tracing::debug!(job = %ctx.job, item = %task.item.id, ?status, attempt, duration_ms, "item finished");
-    let result = LedgerEntry::Item(ItemResult {
+    let result = ItemResult {
         batch: task.batch,
         id: task.item.id.clone(),
         status,
@@ -280,16 +309,27 @@ async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<
         output,
         attempts: attempt,
         dead_lettered,
+        replay: replay.is_some(),
         duration_ms,
         finished_at: Utc::now(),
-    });
-    let msg_id = format!("{}:item:{}", ctx.job, item_key(&task.item.id));
+    };
+    publish_result(ctx, result, replay.as_deref()).await?;
+    Ok(Ack::Done)
+}
+
+/// Stores an item's result on the job's ledger; waits for the stream's ack.
+async fn publish_result(ctx: &JobContext, result: ItemResult, replay: Option<&str>) -> Result<()> {
+    let key = item_key(&result.id);
+    let msg_id = match replay {
+        Some(dead_letter) => format!("{}:replay:{dead_letter}:{key}", ctx.job),
+        None => format!("{}:item:{key}", ctx.job),
+    };
     ctx.bus
-        .append_ledger(&ctx.job, &result, &msg_id)
+        .append_ledger(&ctx.job, &LedgerEntry::Item(result), &msg_id)
         .await?
         .await
         .ctx("storing item result")?;
-    Ok(Ack::Done)
+    Ok(())
 }
 
 async fn call(ctx: &JobContext, task: &TaskMessage) -> std::result::Result<Value, HandlerError> {

@@ -15,6 +15,8 @@ use jetflow_shared::{
     messages::{ItemResult, LedgerEntry},
 };
 
+use crate::outcomes::Count;
+
 /// What a fold changed that the outside world must hear about.
 #[derive(Debug, Default, PartialEq)]
 pub struct Effects {
@@ -28,15 +30,16 @@ pub struct Effects {
     pub stopping: bool,
 }
 
-/// Applies the ledger entry at stream sequence `seq`. `counted` says whether
-/// this entry is the one that created its item's outcome record (only those
-/// count; any other result for the item is a duplicate). `None` is an entry
-/// that could not be read: it only advances the checkpoint.
+/// Applies the ledger entry at stream sequence `seq`. `count` says whether
+/// (and how) this entry counts: only the entry that created — or, for a
+/// replay, replaced — its item's outcome record does; any other result for
+/// the item is a duplicate. `None` is an entry that could not be read: it
+/// only advances the checkpoint.
 pub fn apply(
     state: &mut JobState,
     seq: u64,
     entry: Option<&LedgerEntry>,
-    counted: bool,
+    count: Count,
     effects: &mut Effects,
 ) {
     state.folded_seq = state.folded_seq.max(seq);
@@ -102,15 +105,26 @@ pub fn apply(
                 touch(effects, *batch);
             }
         }
-        Some(LedgerEntry::Item(result)) if counted => item(state, result, effects),
-        Some(LedgerEntry::Item(_)) => {}
+        Some(LedgerEntry::Replayed { items, .. }) => state.replaying.extend(items.iter().cloned()),
+        Some(LedgerEntry::Item(result)) => {
+            if result.replay {
+                state.replaying.remove(&result.id);
+            }
+            match count {
+                Count::New => item(state, result, effects),
+                Count::Correction { from } => correct(state, from, result),
+                Count::No => {}
+            }
+        }
     }
 }
 
 /// After a run of entries: ends the job if every item has an outcome.
 pub fn settle(state: &mut JobState, now: DateTime<Utc>, effects: &mut Effects) {
-    let all_in =
-        state.fetch_done && state.open_batches.is_empty() && state.batches_done >= state.batches;
+    let all_in = state.fetch_done
+        && state.open_batches.is_empty()
+        && state.batches_done >= state.batches
+        && state.replaying.is_empty();
     if all_in && !state.status.is_terminal() {
         let status = if state.failed > 0 {
             JobStatus::Partial
@@ -190,6 +204,24 @@ fn failure_policy_breach(state: &JobState, result: &ItemResult) -> Option<String
             })
         }
     }
+}
+
+/// A replay replaced an outcome of status `from` with `result`'s.
+fn correct(state: &mut JobState, from: ItemStatus, result: &ItemResult) {
+    match from {
+        ItemStatus::Succeeded => state.succeeded = state.succeeded.saturating_sub(1),
+        ItemStatus::Failed => {
+            state.failed = state.failed.saturating_sub(1);
+            // Its dead letter was taken out of the DLQ to be replayed.
+            state.dead_lettered = state.dead_lettered.saturating_sub(1);
+        }
+    }
+    match result.status {
+        ItemStatus::Succeeded => state.succeeded += 1,
+        ItemStatus::Failed => state.failed += 1,
+    }
+    state.retries += u64::from(result.attempts.saturating_sub(1));
+    state.dead_lettered += u64::from(result.dead_lettered);
 }
 
 fn close_if_done(state: &mut JobState, batch: u64, effects: &mut Effects) {
@@ -287,6 +319,7 @@ mod tests {
             output: serde_json::Value::Null,
             attempts: 2,
             dead_lettered: !ok,
+            replay: false,
             duration_ms: 1,
             finished_at: Utc::now(),
         })
@@ -296,11 +329,12 @@ mod tests {
         let mut effects = Effects::default();
         let start = state.folded_seq;
         for (i, (entry, counted)) in entries.iter().enumerate() {
+            let count = if *counted { Count::New } else { Count::No };
             apply(
                 state,
                 start + 1 + i as u64,
                 Some(entry),
-                *counted,
+                count,
                 &mut effects,
             );
         }
@@ -492,6 +526,62 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("max_failure_ratio 0.25"));
+    }
+
+    #[test]
+    fn a_replay_corrects_the_tally_and_the_job_waits_for_it() {
+        let mut state = job("continue");
+        fold(
+            &mut state,
+            &[
+                (fetched(1, 2), false),
+                (result(1, "a", true), true),
+                (result(1, "b", false), true),
+                (
+                    LedgerEntry::FetchDone {
+                        batches: 1,
+                        total: 2,
+                        at: Utc::now(),
+                    },
+                    false,
+                ),
+            ],
+        );
+        assert_eq!(
+            (state.status, state.failed, state.dead_lettered),
+            (JobStatus::Partial, 1, 1)
+        );
+        // `jetflow dlq replay` reopens the job after recording the replay.
+        state.status = JobStatus::Processing;
+        let replayed = LedgerEntry::Replayed {
+            items: vec!["b".into()],
+            at: Utc::now(),
+        };
+        let effects = fold(&mut state, &[(replayed, false)]);
+        assert_eq!(effects.ended, None, "waits for the replayed item");
+        let mut retried = result(1, "b", true);
+        if let LedgerEntry::Item(r) = &mut retried {
+            r.replay = true;
+        }
+        let mut effects = Effects::default();
+        let seq = state.folded_seq + 1;
+        apply(
+            &mut state,
+            seq,
+            Some(&retried),
+            Count::Correction {
+                from: ItemStatus::Failed,
+            },
+            &mut effects,
+        );
+        // A duplicate of the replay's result changes nothing.
+        apply(&mut state, seq + 1, Some(&retried), Count::No, &mut effects);
+        settle(&mut state, Utc::now(), &mut effects);
+        assert_eq!(effects.ended, Some(JobStatus::Completed));
+        assert_eq!(
+            (state.succeeded, state.failed, state.dead_lettered),
+            (2, 0, 0)
+        );
     }
 
     #[test]

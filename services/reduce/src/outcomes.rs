@@ -11,30 +11,46 @@ use futures::future::join_all;
 use jetflow_shared::{
     codec,
     job::ItemOutcome,
+    job::ItemStatus,
     messages::{ItemResult, LedgerEntry},
     names::Names,
     Bus, Result, ResultExt,
 };
 
-/// For each entry, whether it counts: true exactly for item results whose
-/// outcome record this entry created (now or before a crash).
+/// How a ledger entry counts toward the tally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Not at all: not an item result, or a duplicate.
+    No,
+    /// The item's first outcome.
+    New,
+    /// A replay's outcome replacing an earlier one of status `from`.
+    Correction {
+        /// The replaced outcome's status.
+        from: ItemStatus,
+    },
+}
+
+/// For each entry, how it counts: an item result counts exactly when this
+/// entry created (or, for a replay, replaced) its item's outcome record —
+/// now, or before a crash.
 pub async fn record(
     bus: &Bus,
     job: &str,
     entries: &[(u64, Option<LedgerEntry>)],
-) -> Result<Vec<bool>> {
+) -> Result<Vec<Count>> {
     let checks = entries.iter().map(|(seq, entry)| async move {
         match entry {
             Some(LedgerEntry::Item(result)) => create_or_recognise(bus, job, *seq, result).await,
-            _ => Ok(false),
+            _ => Ok(Count::No),
         }
     });
     join_all(checks).await.into_iter().collect()
 }
 
-async fn create_or_recognise(bus: &Bus, job: &str, seq: u64, result: &ItemResult) -> Result<bool> {
+async fn create_or_recognise(bus: &Bus, job: &str, seq: u64, result: &ItemResult) -> Result<Count> {
     let key = Names::item_outcome_key(job, &result.id);
-    let outcome = ItemOutcome {
+    let mut outcome = ItemOutcome {
         job: job.to_string(),
         item: result.id.clone(),
         batch: result.batch,
@@ -45,21 +61,38 @@ async fn create_or_recognise(bus: &Bus, job: &str, seq: u64, result: &ItemResult
         duration_ms: result.duration_ms,
         finished_at: result.finished_at,
         result_seq: seq,
+        replaced: None,
     };
     match bus.kv.items.create(&key, codec::to_json(&outcome)).await {
-        Ok(_) => Ok(true),
-        Err(err) if err.kind() == CreateErrorKind::AlreadyExists => {
-            let entry = bus.kv.items.entry(&key).await.ctx("reading item outcome")?;
-            match entry {
-                Some(entry) if entry.operation == Operation::Put => {
-                    let existing: ItemOutcome =
-                        codec::decode_as(codec::Format::Json, &entry.value)?;
-                    Ok(existing.result_seq == seq)
-                }
-                // Deleted meanwhile (gc of a finished job): nothing to count.
-                _ => Ok(false),
-            }
-        }
-        Err(err) => Err(err).ctx("creating item outcome"),
+        Ok(_) => return Ok(Count::New),
+        Err(err) if err.kind() == CreateErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err).ctx("creating item outcome"),
     }
+    let entry = bus.kv.items.entry(&key).await.ctx("reading item outcome")?;
+    let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
+        // Deleted meanwhile (gc of a finished job): nothing to count.
+        return Ok(Count::No);
+    };
+    let existing: ItemOutcome = codec::decode_as(codec::Format::Json, &entry.value)?;
+    if existing.result_seq == seq {
+        // Ours, from before a crash.
+        return Ok(match existing.replaced {
+            Some(from) => Count::Correction { from },
+            None => Count::New,
+        });
+    }
+    let replaces =
+        result.replay && existing.status == ItemStatus::Failed && existing.result_seq < seq;
+    if !replaces {
+        return Ok(Count::No);
+    }
+    outcome.replaced = Some(existing.status);
+    bus.kv
+        .items
+        .update(&key, codec::to_json(&outcome), entry.revision)
+        .await
+        .ctx("replacing item outcome")?;
+    Ok(Count::Correction {
+        from: existing.status,
+    })
 }

@@ -170,11 +170,11 @@ impl Reducer {
         if entries.is_empty() {
             return Ok(false);
         }
-        let counted = outcomes::record(&self.bus, &self.job, &entries).await?;
+        let counts = outcomes::record(&self.bus, &self.job, &entries).await?;
         let mut next = self.state.clone();
         let mut effects = fold::Effects::default();
-        for ((seq, entry), counted) in entries.iter().zip(counted) {
-            fold::apply(&mut next, *seq, entry.as_ref(), counted, &mut effects);
+        for ((seq, entry), count) in entries.iter().zip(counts) {
+            fold::apply(&mut next, *seq, entry.as_ref(), count, &mut effects);
         }
         fold::settle(&mut next, Utc::now(), &mut effects);
         announce::batches(&self.bus, &next, &effects).await?;
@@ -230,8 +230,17 @@ impl Reducer {
 
     async fn finish(&mut self) -> Result<()> {
         announce::ended(&self.bus, &self.state).await?;
-        let names = &self.bus.names;
-        // The job's consumer and any tasks left (a failed job's) are done with.
+        let names = self.bus.names.clone();
+        // Tasks and pages left (a stopped job's) are done with. The task
+        // consumer goes last: `jetflow dlq replay` waits for it to be gone
+        // before it publishes tasks again, so none of those can be purged.
+        if let Ok(tasks) = self.bus.js.get_stream(names.tasks_stream()).await {
+            let _ = tasks.purge().filter(names.task_subject(&self.job)).await;
+        }
+        if let Ok(batches) = self.bus.js.get_stream(names.batches_stream()).await {
+            let _ = batches.purge().filter(names.batch_subject(&self.job)).await;
+        }
+        self.purge_folded(true).await;
         if let Err(err) = self
             .bus
             .js
@@ -240,13 +249,6 @@ impl Reducer {
         {
             tracing::debug!(job = %self.job, error = %err, "task consumer already gone");
         }
-        if let Ok(tasks) = self.bus.js.get_stream(names.tasks_stream()).await {
-            let _ = tasks.purge().filter(names.task_subject(&self.job)).await;
-        }
-        if let Ok(batches) = self.bus.js.get_stream(names.batches_stream()).await {
-            let _ = batches.purge().filter(names.batch_subject(&self.job)).await;
-        }
-        self.purge_folded(true).await;
         Ok(())
     }
 

@@ -164,6 +164,9 @@ pub struct JobState {
     /// Unfinished batches by number.
     #[serde(default)]
     pub open_batches: BTreeMap<u64, OpenBatch>,
+    /// Items replayed from the DLQ whose new result has not come in yet.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub replaying: std::collections::BTreeSet<String>,
     /// The reducer's checkpoint: the job's ledger is folded up to and
     /// including this stream sequence.
     #[serde(default)]
@@ -200,6 +203,7 @@ impl JobState {
             reason: None,
             errors: Vec::new(),
             open_batches: BTreeMap::new(),
+            replaying: Default::default(),
             folded_seq: 0,
             spec: spec.summary(),
         }
@@ -307,8 +311,12 @@ pub struct ItemOutcome {
     pub duration_ms: u64,
     /// When the item finished.
     pub finished_at: DateTime<Utc>,
-    /// Stream sequence of the ledger message that created this record.
+    /// Stream sequence of the ledger message that created (or, for a
+    /// replay, replaced) this record.
     pub result_seq: u64,
+    /// A replay replaced an earlier outcome of this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<ItemStatus>,
 }
 
 /// Where fetch is in a job's source, KV `<ns>_checkpoints` key `<job>`.

@@ -10,4 +10,5 @@ mod pipeline;
 mod poison;
 mod processes;
 mod rejection;
+mod replay;
 mod stopping;

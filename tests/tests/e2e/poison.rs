@@ -159,6 +159,35 @@ async fn poison_on_every_subject_is_dead_lettered_and_the_valid_job_completes() 
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+    // Operators clear what they have looked at.
+    let out = tokio::process::Command::new(jetflow_e2e::processes::binary("jetflow")?)
+        .args([
+            "dlq",
+            "purge",
+            "--stage",
+            "fetch",
+            "--nats-url",
+            &env.server.url(),
+            "--namespace",
+            &env.nats.namespace,
+        ])
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        jobs::stream_messages(bus, &names.dlq_stream(), &names.dlq_subject("fetch", "*"))
+            .await?
+            .is_empty()
+    );
+    assert!(
+        !jobs::stream_messages(bus, &names.dlq_stream(), &names.dlq_subject("batch", "*"))
+            .await?
+            .is_empty()
+    );
     // Strays were moved, not copied.
     let tasks = bus
         .js

@@ -2,5 +2,6 @@
 
 pub mod cancel;
 pub mod dev;
+pub mod dlq;
 pub mod status;
 pub mod submit;

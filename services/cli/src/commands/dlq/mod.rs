@@ -1,0 +1,127 @@
+//! `jetflow dlq ls|show|replay|purge`: the dead-letter stream, filtered by
+//! job, stage and error text. Each is also doable with the `nats` CLI
+//! (`nats stream view JETFLOW_DLQ`, `nats stream get JETFLOW_DLQ SEQ`,
+//! `nats stream rmm JETFLOW_DLQ SEQ`); replay also puts the job back to work.
+
+mod letters;
+mod replay;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use jetflow_shared::NatsArgs;
+
+use self::letters::{DeadLetterView, Filter};
+use crate::{connect, exit};
+
+/// Arguments of `jetflow dlq`.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+/// What to do with dead letters.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters (oldest first).
+    Ls {
+        #[command(flatten)]
+        filter: Filter,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Show one dead letter: its headers and payload.
+    Show {
+        /// Its stream sequence (from `ls`).
+        seq: u64,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Run the items of dead-lettered tasks again; the job's tally and
+    /// status are corrected by their new outcomes.
+    Replay {
+        #[command(flatten)]
+        filter: Filter,
+        /// Say what would be replayed, and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Delete dead letters.
+    Purge {
+        #[command(flatten)]
+        filter: Filter,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+}
+
+pub async fn run(args: DlqArgs) -> anyhow::Result<u8> {
+    match args.command {
+        DlqCommand::Ls { filter, json, nats } => {
+            let bus = connect::existing(&nats).await?;
+            let letters = letters::read(&bus, &filter).await?;
+            if !json {
+                println!(
+                    "{:>8}  {:<8} {:<24} {:<16} {:>3}  ERROR",
+                    "SEQ", "STAGE", "JOB", "ITEM", "TRY"
+                );
+            }
+            for letter in &letters {
+                if json {
+                    println!("{}", serde_json::to_string(&letter.summary())?);
+                } else {
+                    println!("{}", letter.line());
+                }
+            }
+            if !json {
+                eprintln!("{} dead letters", letters.len());
+            }
+            Ok(exit::OK)
+        }
+        DlqCommand::Show { seq, nats } => {
+            let bus = connect::existing(&nats).await?;
+            let stream = bus
+                .js
+                .get_stream(bus.names.dlq_stream())
+                .await
+                .context("opening the DLQ")?;
+            let message = stream
+                .get_raw_message(seq)
+                .await
+                .with_context(|| format!("no dead letter {seq}"))?;
+            let letter = DeadLetterView::from_stream_message(message);
+            println!("{}", serde_json::to_string_pretty(&letter.detail())?);
+            Ok(exit::OK)
+        }
+        DlqCommand::Replay {
+            filter,
+            dry_run,
+            nats,
+        } => {
+            let bus = connect::provisioned(&nats).await?;
+            replay::run(&bus, &filter, dry_run).await
+        }
+        DlqCommand::Purge { filter, nats } => {
+            let bus = connect::existing(&nats).await?;
+            let letters = letters::read(&bus, &filter).await?;
+            let stream = bus
+                .js
+                .get_stream(bus.names.dlq_stream())
+                .await
+                .context("opening the DLQ")?;
+            for letter in &letters {
+                stream
+                    .delete_message(letter.seq)
+                    .await
+                    .with_context(|| format!("deleting dead letter {}", letter.seq))?;
+            }
+            eprintln!("purged {} dead letters", letters.len());
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! DLQ replay: after the target is fixed, replaying a partial job's dead
+//! letters runs those items again and corrects its tally and status.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jetflow_devkit::{MockAgents, MockAgentsConfig};
+use jetflow_e2e::{jobs, processes::binary, TestEnv};
+use jetflow_shared::job::{ItemStatus, JobStatus};
+use serde_json::json;
+
+async fn jetflow(env: &TestEnv, args: &[&str]) -> anyhow::Result<String> {
+    let url = env.server.url();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--nats-url", &url, "--namespace", &env.nats.namespace]);
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(binary("jetflow")?)
+            .args(&all)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("jetflow timed out")??;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "jetflow {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replaying_the_dlq_after_a_fix_turns_a_partial_job_completed() -> anyhow::Result<()> {
+    let env = TestEnv::start("replay").await?;
+    let mock = MockAgents::start(MockAgentsConfig {
+        agents: 600,
+        permanent_rate: 0.03,
+        seed: 9,
+        ..Default::default()
+    })
+    .await?;
+    let broken = mock.permanent_failures();
+    assert!(broken.len() >= 5, "the mock must break some agents");
+    let spec = jobs::agents_job("fixable", &mock, json!({}));
+    jobs::submit_plain(&env.bus, spec.to_string().as_bytes()).await?;
+    let first = jobs::wait_for_end(&env.bus, "fixable").await?;
+    assert_eq!(
+        (first.status, first.failed),
+        (JobStatus::Partial, broken.len() as u64)
+    );
+    assert_eq!(first.dead_lettered, broken.len() as u64);
+
+    let listed = jetflow(&env, &["dlq", "ls", "--job", "fixable", "--json"]).await?;
+    assert_eq!(listed.lines().count(), broken.len(), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .all(|l| l.contains("\"stage\":\"migrate\"") && l.contains("422")),
+        "{listed}"
+    );
+
+    let seq = serde_json::from_str::<serde_json::Value>(listed.lines().next().unwrap_or("{}"))?
+        ["seq"]
+        .as_u64()
+        .context("ls gives sequences")?;
+    let shown: serde_json::Value =
+        serde_json::from_str(&jetflow(&env, &["dlq", "show", &seq.to_string()]).await?)?;
+    assert_eq!(
+        shown["payload"]["job"], "fixable",
+        "the task is shown decoded: {shown}"
+    );
+    assert!(broken.contains(
+        &shown["payload"]["item"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    ));
+
+    mock.set_permanent_rate(0.0)?; // the fix
+    let out = jetflow(&env, &["dlq", "replay", "--job", "fixable"]).await?;
+    assert!(
+        out.contains(&format!("replayed {} items of job fixable", broken.len())),
+        "{out}"
+    );
+
+    let fixed = jobs::wait_for_end(&env.bus, "fixable").await?;
+    assert_eq!(fixed.status, JobStatus::Completed, "{fixed:#?}");
+    assert_eq!(
+        (fixed.succeeded, fixed.failed, fixed.dead_lettered),
+        (600, 0, 0)
+    );
+    assert_eq!(mock.stats().migrated, 600);
+    let records = jobs::item_records(&env.bus, "fixable").await?;
+    assert_eq!(records.len(), 600);
+    for id in &broken {
+        assert_eq!(records[id].status, ItemStatus::Succeeded, "{id}");
+        assert_eq!(records[id].replaced, Some(ItemStatus::Failed), "{id}");
+    }
+    let left = jetflow(&env, &["dlq", "ls", "--job", "fixable", "--json"]).await?;
+    assert_eq!(left.trim(), "", "the replayed dead letters are gone");
+    env.stop_services().await?;
+    Ok(())
+}
