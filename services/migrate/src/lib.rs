@@ -3,6 +3,7 @@
 //! - [`worker`] — for every active job, a pull loop on the job's own task
 //!   consumer (whose `max_ack_pending` is the job's concurrency, enforced by
 //!   the server across all instances), one task per item in flight.
+//! - `item` — one task: may it run, run it, settle it.
 //! - [`handler`] — the handler kinds (`http`).
 //! - [`decision`] — succeeded, failed for good, or retried after a backoff
 //!   delay — retries are JetStream redeliveries, so a crash loses none.
@@ -10,6 +11,7 @@
 pub mod breaker;
 pub mod decision;
 pub mod handler;
+mod item;
 pub mod service;
 pub mod worker;
 

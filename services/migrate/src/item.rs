@@ -1,0 +1,283 @@
+//! One task: decide whether it may run, run it, and settle it — retry
+//! later, or record its outcome (and dead-letter a failure) — with the one
+//! acknowledgement the worker then gives it.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{AckKind, Message};
+use chrono::Utc;
+use jetflow_shared::{
+    codec, headers,
+    job::{HandlerSpec, ItemOutcome, ItemStatus},
+    limits,
+    messages::{ItemResult, LedgerEntry, TaskMessage},
+    names::{item_key, Names},
+    DeadLetter, Error, Result, ResultExt,
+};
+use serde_json::Value;
+
+use crate::{
+    breaker::Admission,
+    decision::{decide, Decision},
+    handler::{self, HandlerError},
+    worker::{Ack, JobContext},
+};
+
+/// Decides and does what one delivery of a task calls for.
+pub(crate) async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration) -> Result<Ack> {
+    let delivery = Delivery::of(msg)?;
+    let Some(task) = read_task(ctx, msg, &delivery).await? else {
+        return Ok(Ack::Done);
+    };
+    if already_done(ctx, &task, &delivery).await? {
+        return Ok(Ack::Done);
+    }
+    if let Admission::Hold(wait) = ctx.breakers.admit(&ctx.target, Instant::now()) {
+        tracing::debug!(job = %ctx.job, item = %task.item.id, ?wait, "breaker open; holding the task back");
+        hold(ctx, msg, delivery.attempt - 1, delivery.seq).await?;
+        return Ok(Ack::Done);
+    }
+    run_item(ctx, msg, &task, &delivery, ack_wait).await
+}
+
+/// The task in `msg`, or `None` after dead-lettering a message that is not
+/// one of this job's tasks.
+async fn read_task(
+    ctx: &JobContext,
+    msg: &Message,
+    delivery: &Delivery,
+) -> Result<Option<TaskMessage>> {
+    let reason = match limits::oversized(msg.payload.len(), limits::MAX_TASK_BYTES) {
+        Some(reason) => reason,
+        None => match codec::decode::<TaskMessage>(msg.headers.as_ref(), &msg.payload) {
+            Ok(task) if task.job == ctx.job => return Ok(Some(task)),
+            Ok(task) => format!(
+                "task names job {:?} but is on job {:?}'s subject",
+                task.job, ctx.job
+            ),
+            Err(err) => err.to_string(),
+        },
+    };
+    dead_letter(ctx, msg, None, &reason, delivery).await?;
+    Ok(None)
+}
+
+/// Whether the item must not be called: it has an outcome (invariant 4) —
+/// unless this is a replay and that outcome is a failure.
+async fn already_done(ctx: &JobContext, task: &TaskMessage, delivery: &Delivery) -> Result<bool> {
+    let key = Names::item_outcome_key(&ctx.job, &task.item.id);
+    let recorded = ctx
+        .bus
+        .kv
+        .items
+        .get(&key)
+        .await
+        .ctx("checking item outcome")?;
+    let Some(raw) = recorded else {
+        return Ok(false);
+    };
+    if delivery.replay.is_none() {
+        tracing::debug!(job = %ctx.job, item = %task.item.id, "already has an outcome; not calling again");
+        return Ok(true);
+    }
+    let outcome: ItemOutcome = codec::decode_as(codec::Format::Json, &raw)?;
+    if outcome.status != ItemStatus::Succeeded {
+        return Ok(false);
+    }
+    // Replayed twice and the first replay succeeded: report it so the job
+    // stops waiting for the item, but do not call again.
+    let result = ItemResult {
+        batch: task.batch,
+        id: task.item.id.clone(),
+        status: ItemStatus::Succeeded,
+        error: None,
+        output: Value::Null,
+        attempts: 0,
+        dead_lettered: false,
+        replay: true,
+        duration_ms: 0,
+        finished_at: Utc::now(),
+    };
+    publish_result(ctx, result, delivery.replay.as_deref()).await?;
+    Ok(true)
+}
+
+/// Calls the handler and settles the item: retry later, or record its outcome.
+async fn run_item(
+    ctx: &JobContext,
+    msg: &Message,
+    task: &TaskMessage,
+    delivery: &Delivery,
+    ack_wait: Duration,
+) -> Result<Ack> {
+    let attempt = delivery.attempt;
+    let started = Instant::now();
+    let result = with_progress(msg, ack_wait, call(ctx, task)).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Err(HandlerError::Transient(_)) => ctx.breakers.failed(&ctx.target, Instant::now()),
+        Ok(_) | Err(HandlerError::Permanent(_)) => ctx.breakers.succeeded(&ctx.target),
+    }
+    let (status, error, output) = match decide(result, attempt, &ctx.settings) {
+        Decision::Retry { delay, error } => {
+            tracing::debug!(job = %ctx.job, item = %task.item.id, attempt, ?delay, error, "retrying item");
+            return Ok(Ack::Retry(delay));
+        }
+        Decision::Succeeded(output) => (ItemStatus::Succeeded, None, output),
+        Decision::Failed(error) => (ItemStatus::Failed, Some(error), Value::Null),
+    };
+    if let Some(error) = &error {
+        // Before the result: an item that failed for good is always in the
+        // DLQ once its failure is recorded.
+        dead_letter(ctx, msg, Some(&task.item.id), error, delivery).await?;
+    }
+    tracing::debug!(job = %ctx.job, item = %task.item.id, ?status, attempt, duration_ms, "item finished");
+    let result = ItemResult {
+        batch: task.batch,
+        id: task.item.id.clone(),
+        status,
+        dead_lettered: error.is_some(),
+        error,
+        output,
+        attempts: attempt,
+        replay: delivery.replay.is_some(),
+        duration_ms,
+        finished_at: Utc::now(),
+    };
+    publish_result(ctx, result, delivery.replay.as_deref()).await?;
+    Ok(Ack::Done)
+}
+
+/// What the server and the headers say about one delivery of a task.
+struct Delivery {
+    /// Handler calls this delivery would be: calls spent before this message
+    /// (a held task republished carries them) plus its deliveries.
+    attempt: u32,
+    /// Stream sequence of the message.
+    seq: u64,
+    /// De-duplication id of a dead letter made from it.
+    dlq_id: String,
+    /// The dead letter a replayed task came from.
+    replay: Option<String>,
+}
+
+impl Delivery {
+    fn of(msg: &Message) -> Result<Self> {
+        let info = msg.info().map_err(|e| Error::Nats {
+            context: "reading task metadata".into(),
+            message: e.to_string(),
+        })?;
+        let header = |name| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
+        };
+        let calls_before: u32 = header(headers::ATTEMPTS)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let delivered = u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1);
+        Ok(Self {
+            attempt: calls_before.saturating_add(delivered),
+            seq: info.stream_sequence,
+            dlq_id: format!("{}:{}", info.stream, info.stream_sequence),
+            replay: header(headers::REPLAY),
+        })
+    }
+}
+
+/// Stores an item's result on the job's ledger; waits for the stream's ack.
+async fn publish_result(ctx: &JobContext, result: ItemResult, replay: Option<&str>) -> Result<()> {
+    let key = item_key(&result.id);
+    let msg_id = match replay {
+        Some(dead_letter) => format!("{}:replay:{dead_letter}:{key}", ctx.job),
+        None => format!("{}:item:{key}", ctx.job),
+    };
+    ctx.bus
+        .append_ledger(&ctx.job, &LedgerEntry::Item(result), &msg_id)
+        .await?
+        .await
+        .ctx("storing item result")?;
+    Ok(())
+}
+
+async fn call(ctx: &JobContext, task: &TaskMessage) -> std::result::Result<Value, HandlerError> {
+    match &ctx.spec.handler {
+        HandlerSpec::Http(spec) => {
+            handler::http::call(&ctx.http, spec, &ctx.job, &task.item, &ctx.spec.params).await
+        }
+        other => Err(HandlerError::Permanent(format!(
+            "{:?} handlers are not supported by this version",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Holds a task back while its target's breaker is open: publishes it again
+/// carrying the calls spent so far (so holding costs no retry and no
+/// concurrency slot), to be acked by the caller. The id makes a repeat after
+/// a crash publish it once.
+async fn hold(ctx: &JobContext, msg: &Message, calls: u32, seq: u64) -> Result<()> {
+    let mut hdrs = async_nats::HeaderMap::new();
+    if let Some(ct) = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::CONTENT_TYPE))
+    {
+        hdrs.insert(headers::CONTENT_TYPE, ct.clone());
+    }
+    hdrs.insert(headers::ATTEMPTS, calls.to_string().as_str());
+    hdrs.insert(headers::MSG_ID, format!("{}:held:{seq}", ctx.job).as_str());
+    ctx.bus
+        .js
+        .publish_with_headers(msg.subject.clone(), hdrs, msg.payload.clone())
+        .await
+        .ctx("holding the task back")?
+        .await
+        .ctx("storing the held task")?;
+    Ok(())
+}
+
+/// Runs `work` while telling the server, every third of `ack_wait`, that the
+/// task is still being worked on — so a long call is not redelivered mid-way.
+async fn with_progress<T>(
+    msg: &Message,
+    ack_wait: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let every = (ack_wait / 3).max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticker.tick() => {
+                if let Err(err) = msg.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %err, "progress ack failed");
+                }
+            }
+        }
+    }
+}
+
+async fn dead_letter(
+    ctx: &JobContext,
+    msg: &Message,
+    item: Option<&str>,
+    error: &str,
+    delivery: &Delivery,
+) -> Result<()> {
+    ctx.bus
+        .dead_letter(DeadLetter {
+            stage: "migrate",
+            job: Some(&ctx.job),
+            item,
+            error,
+            attempts: i64::from(delivery.attempt),
+            original_subject: msg.subject.as_str(),
+            original_headers: msg.headers.as_ref(),
+            payload: msg.payload.clone(),
+            msg_id: &delivery.dlq_id,
+        })
+        .await
+}
