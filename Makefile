@@ -8,7 +8,7 @@ TOOLS := .tools
 NATS_SERVER := $(TOOLS)/nats/bin/nats-server
 PYTHON ?= python3
 
-.PHONY: setup demo test lint clean-tools
+.PHONY: setup demo test bench lint clean-tools
 
 setup: $(NATS_SERVER)
 
@@ -25,6 +25,12 @@ demo: setup
 test: setup
 	cargo build --workspace --bins
 	cargo test --workspace
+
+# Measures jetflow against the raw JetStream hop on the same nats-server
+# (docs/performance.md). BENCH_ARGS: --million, --cluster, --sync-always, --smoke.
+bench: setup
+	cargo build --release --workspace --bins
+	cargo run --release -p jetflow-bench -- $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all -- --check

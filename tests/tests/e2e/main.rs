@@ -2,6 +2,7 @@
 //! over real HTTP. One module per behaviour.
 
 mod backpressure;
+mod bench_smoke;
 mod breaker;
 mod chaos;
 mod cli;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::faults::FaultsUpdate;
 use super::state::{Migration, State};
-use super::stats::{bump, InFlight};
+use super::stats::InFlight;
 
 /// Header carrying the caller's idempotency key for a migrate call.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -69,7 +69,7 @@ async fn migrate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    bump(&state.counters.calls);
+    state.counters.count_call();
     let _in_flight = InFlight::enter(&state.counters);
     let key = headers
         .get(IDEMPOTENCY_KEY)

@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
@@ -83,6 +83,12 @@ impl MockAgents {
     /// Current counters, the same as `GET /stats`.
     pub fn stats(&self) -> MockStats {
         self.state.stats()
+    }
+
+    /// When the first migrate call arrived, if one has. Read without a lock,
+    /// so a benchmark can take it right after a job ends.
+    pub fn first_call_at(&self) -> Option<Instant> {
+        self.state.counters.first_call.get().copied()
     }
 
     /// Ids of the agents migrated so far, sorted.

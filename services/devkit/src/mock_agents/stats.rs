@@ -1,6 +1,8 @@
 //! What the mock has been asked to do, for tests to check.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +57,8 @@ pub(crate) struct Counters {
     pub in_flight: AtomicU64,
     pub max_in_flight: AtomicU64,
     pub duplicate_successes: AtomicU64,
+    /// When the first migrate call arrived, for latency-to-first-work figures.
+    pub first_call: OnceLock<Instant>,
 }
 
 /// Adds one to a counter. Relaxed: counters are independent tallies, not
@@ -64,6 +68,12 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
+    /// Counts a migrate call, remembering when the first one came.
+    pub(crate) fn count_call(&self) {
+        self.first_call.get_or_init(Instant::now);
+        bump(&self.calls);
+    }
+
     /// Snapshot; `migrated` comes from the state, which owns that set.
     pub(crate) fn snapshot(&self, migrated: u64) -> MockStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -127,5 +137,16 @@ mod tests {
         assert_eq!((stats.in_flight, stats.max_in_flight), (0, 2));
         counters.reset_max_in_flight();
         assert_eq!(counters.snapshot(0).max_in_flight, 0);
+    }
+
+    #[test]
+    fn first_call_is_kept_across_later_calls() {
+        let counters = Counters::default();
+        assert!(counters.first_call.get().is_none());
+        counters.count_call();
+        let first = counters.first_call.get().copied();
+        counters.count_call();
+        assert_eq!(counters.first_call.get().copied(), first);
+        assert_eq!(counters.snapshot(0).calls, 2);
     }
 }

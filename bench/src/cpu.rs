@@ -1,0 +1,49 @@
+//! CPU time of a process, from `/proc/<pid>/stat`: with two shared cores,
+//! where the CPU went during a job says more about what limits it than the
+//! rate alone.
+
+use anyhow::Context as _;
+
+/// User plus system CPU time `pid` has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let ticks = parse_ticks(&stat).with_context(|| format!("unexpected format of {path}"))?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    anyhow::ensure!(per_second > 0, "sysconf(_SC_CLK_TCK) failed");
+    Ok(ticks as f64 / per_second as f64)
+}
+
+/// utime + stime, fields 14 and 15. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted from the last `)`.
+fn parse_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_fields_after_the_command_name() {
+        let stat =
+            "4242 (jetflow (x) y) S 1 4242 4242 0 -1 4194560 500 0 0 0 120 30 0 0 20 0 9 0 100 0 0";
+        assert_eq!(parse_ticks(stat), Some(150));
+        assert_eq!(parse_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn own_process_has_used_some_cpu() {
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(cpu_seconds(std::process::id()).expect("own stat") >= 0.0);
+    }
+}
