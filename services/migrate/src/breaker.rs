@@ -91,10 +91,15 @@ impl Breakers {
     fn with<T>(&self, target: &str, f: impl FnOnce(&mut State, &mut u64) -> T) -> T {
         // The map only holds plain state: a poisoned lock is still usable.
         let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
-        let (state, opened) = targets
-            .entry(target.to_string())
-            .or_insert((State::Closed { failures: 0 }, 0));
-        f(state, opened)
+        // Look up before inserting: this runs several times per item, and
+        // `entry` would allocate the key every time.
+        if !targets.contains_key(target) {
+            targets.insert(target.to_string(), (State::Closed { failures: 0 }, 0));
+        }
+        match targets.get_mut(target) {
+            Some((state, opened)) => f(state, opened),
+            None => unreachable!("the target was inserted just above"),
+        }
     }
 
     /// Asks to call `target` now.

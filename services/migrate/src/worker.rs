@@ -64,6 +64,9 @@ impl JobContext {
 /// Works on the job's tasks until `stop` (job ended or shutdown); lets
 /// items in flight finish.
 pub async fn run(ctx: JobContext, stop: CancellationToken) {
+    // Shared, not cloned, by the item tasks: a context holds the bus with all
+    // its buckets, and copying that per item showed up in profiles.
+    let ctx = Arc::new(ctx);
     let in_flight = TaskTracker::new();
     while !stop.is_cancelled() {
         if let Err(err) = consume(&ctx, &stop, &in_flight).await {
@@ -79,7 +82,7 @@ pub async fn run(ctx: JobContext, stop: CancellationToken) {
 }
 
 async fn consume(
-    ctx: &JobContext,
+    ctx: &Arc<JobContext>,
     stop: &CancellationToken,
     in_flight: &TaskTracker,
 ) -> Result<()> {
