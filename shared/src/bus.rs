@@ -203,6 +203,38 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// Dead-letters a JetStream message as it was received: its subject,
+    /// headers and payload, its delivery count as the attempts, and its
+    /// `<stream>:<seq>` as the de-duplication id (so doing it again after a
+    /// crash stores it once).
+    pub async fn dead_letter_message(
+        &self,
+        stage: &str,
+        job: Option<&str>,
+        error: &str,
+        msg: &jetstream::Message,
+    ) -> Result<()> {
+        let info = msg.info().ok();
+        let msg_id = info
+            .as_ref()
+            .map(|i| format!("{}:{}", i.stream, i.stream_sequence))
+            .unwrap_or_else(crate::instance_id);
+        self.dead_letter(DeadLetter {
+            stage,
+            job,
+            item: None,
+            error,
+            attempts: info.map(|i| i.delivered).unwrap_or(1),
+            original_subject: msg.subject.as_str(),
+            original_headers: msg.headers.as_ref(),
+            payload: msg.payload.clone(),
+            msg_id: &msg_id,
+        })
+        .await
+    }
+}
+
 /// A message given up on, for [`Bus::dead_letter`].
 pub struct DeadLetter<'a> {
     /// Stage giving up: `fetch`, `batch`, `migrate`, `reduce`.

@@ -5,6 +5,7 @@
 //! - [`job`] — the job spec users submit, its validation, and the state jetflow keeps.
 //! - [`messages`] — batches, tasks, ledger entries and events between the stages.
 //! - [`config`], [`connect`], [`provision`], [`bus`] — getting a service onto NATS.
+//! - [`consume`] — durable work-queue consumers that ack each message exactly once.
 //! - [`lease`], [`watch`], [`supervisor`] — per-job work, owned by one instance at a time.
 //! - [`limits`], [`janitor`] — poison input: size limits, strays for unknown jobs.
 //! - [`retry`] — backoff delays for durable retries.
@@ -14,6 +15,7 @@ pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod connect;
+pub mod consume;
 pub mod duration;
 pub mod error;
 pub mod headers;

@@ -1,18 +1,17 @@
 //! Fanning one batch out into tasks.
 
 use std::future::IntoFuture;
-use std::time::Duration;
 
-use async_nats::jetstream::{kv::Operation, message::PublishMessage, AckKind, Message};
+use async_nats::jetstream::{kv::Operation, message::PublishMessage, Message};
 use chrono::Utc;
 use futures::future::{join_all, try_join_all};
 use jetflow_shared::{
-    codec,
+    codec, consume,
     job::JobState,
     limits,
     messages::{BatchMessage, Item, LedgerEntry, TaskMessage},
     names::Names,
-    Bus, DeadLetter, Result, ResultExt,
+    Bus, Result, ResultExt,
 };
 
 /// What to do with a batch message.
@@ -27,16 +26,7 @@ enum Plan {
 
 /// Handles one batch message, acknowledging it exactly once.
 pub async fn handle(bus: &Bus, msg: Message) {
-    let ack = match process(bus, &msg).await {
-        Ok(()) => AckKind::Ack,
-        Err(err) => {
-            tracing::warn!(error = %err, "batch not dispatched; will retry");
-            AckKind::Nak(Some(Duration::from_secs(1)))
-        }
-    };
-    if let Err(err) = msg.ack_with(ack).await {
-        tracing::warn!(error = %err, "cannot acknowledge batch");
-    }
+    consume::settle(&msg, process(bus, &msg).await, "batch").await
 }
 
 async fn process(bus: &Bus, msg: &Message) -> Result<()> {
@@ -45,22 +35,8 @@ async fn process(bus: &Bus, msg: &Message) -> Result<()> {
         Plan::Dispatch(batch) => dispatch(bus, batch, delivered > 1).await,
         Plan::Drop => Ok(()),
         Plan::DeadLetter { job, reason } => {
-            let msg_id = msg
-                .info()
-                .map(|i| format!("{}:{}", i.stream, i.stream_sequence))
-                .unwrap_or_else(|_| jetflow_shared::instance_id());
-            bus.dead_letter(DeadLetter {
-                stage: "batch",
-                job: job.as_deref(),
-                item: None,
-                error: &reason,
-                attempts: delivered,
-                original_subject: msg.subject.as_str(),
-                original_headers: msg.headers.as_ref(),
-                payload: msg.payload.clone(),
-                msg_id: &msg_id,
-            })
-            .await
+            bus.dead_letter_message("batch", job.as_deref(), &reason, msg)
+                .await
         }
     }
 }

@@ -8,70 +8,39 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{
-    consumer::{pull, AckPolicy, PullConsumer},
+    consumer::{pull, AckPolicy},
     kv::CreateErrorKind,
-    AckKind, Message,
+    Message,
 };
 use chrono::Utc;
-use futures::StreamExt;
 use jetflow_shared::{
-    codec,
+    codec, consume,
     job::{parse_submission, Invalid, JobSpec, JobState},
     limits,
     messages::{EventKind, JobEvent},
-    Bus, DeadLetter, Error, ResultExt,
+    Bus, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
 
 /// Consumes submissions until `shutdown`.
 pub async fn run(bus: Bus, shutdown: CancellationToken) {
-    loop {
-        match consume(&bus, &shutdown).await {
-            Ok(()) => return,
-            Err(err) => {
-                tracing::warn!(error = %err, "submission consumer interrupted; restarting");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    }
-}
-
-async fn consume(bus: &Bus, shutdown: &CancellationToken) -> jetflow_shared::Result<()> {
-    let consumer: PullConsumer = bus
-        .js
-        .create_consumer_on_stream(
-            pull::Config {
-                durable_name: Some(bus.names.fetch_consumer()),
-                filter_subject: bus.names.submit_subject(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                ..Default::default()
-            },
-            bus.names.jobs_stream(),
-        )
-        .await
-        .ctx("creating the submission consumer")?;
-    let mut messages = consumer.messages().await.ctx("pulling submissions")?;
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return Ok(()),
-            next = messages.next() => next,
-        };
-        match next {
-            Some(Ok(msg)) => handle(bus, msg).await,
-            Some(Err(err)) => tracing::warn!(error = %err, "error pulling submissions"),
-            None => {
-                return Err(Error::Nats {
-                    context: "pulling submissions".into(),
-                    message: "stream ended".into(),
-                })
-            }
-        }
-    }
+    let config = pull::Config {
+        durable_name: Some(bus.names.fetch_consumer()),
+        filter_subject: bus.names.submit_subject(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let stream = bus.names.jobs_stream();
+    consume::one_at_a_time(
+        &bus,
+        &stream,
+        config,
+        "submission",
+        &shutdown,
+        |bus, msg| async move { handle(&bus, &msg).await },
+    )
+    .await
 }
 
 /// What became of one submission.
@@ -97,21 +66,14 @@ fn judge(msg: &Message) -> Verdict {
     }
 }
 
-async fn handle(bus: &Bus, msg: Message) {
-    let result = match judge(&msg) {
+async fn handle(bus: &Bus, msg: &Message) -> jetflow_shared::Result<()> {
+    match judge(msg) {
         Verdict::Accepted(spec) => accept(bus, *spec).await,
         Verdict::Rejected { id, reason } => reject(bus, &id, &reason).await,
-        Verdict::NotAJob(reason) => dead_letter(bus, &msg, &format!("not a job: {reason}")).await,
-    };
-    let ack = match result {
-        Ok(()) => AckKind::Ack,
-        Err(err) => {
-            tracing::warn!(error = %err, "submission not handled; will retry");
-            AckKind::Nak(Some(Duration::from_secs(1)))
+        Verdict::NotAJob(reason) => {
+            bus.dead_letter_message("fetch", None, &format!("not a job: {reason}"), msg)
+                .await
         }
-    };
-    if let Err(err) = msg.ack_with(ack).await {
-        tracing::warn!(error = %err, "cannot acknowledge submission");
     }
 }
 
@@ -156,24 +118,4 @@ async fn reject(bus: &Bus, id: &str, reason: &str) -> jetflow_shared::Result<()>
     let mut event = JobEvent::new(id, EventKind::Rejected);
     event.reason = Some(reason.to_string());
     bus.publish_event(&event, None).await
-}
-
-async fn dead_letter(bus: &Bus, msg: &Message, reason: &str) -> jetflow_shared::Result<()> {
-    let info = msg.info().ok();
-    let msg_id = info
-        .as_ref()
-        .map(|i| format!("{}:{}", i.stream, i.stream_sequence))
-        .unwrap_or_else(jetflow_shared::instance_id);
-    bus.dead_letter(DeadLetter {
-        stage: "fetch",
-        job: None,
-        item: None,
-        error: reason,
-        attempts: info.map(|i| i.delivered).unwrap_or(1),
-        original_subject: msg.subject.as_str(),
-        original_headers: msg.headers.as_ref(),
-        payload: msg.payload.clone(),
-        msg_id: &msg_id,
-    })
-    .await
 }

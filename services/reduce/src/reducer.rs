@@ -15,8 +15,7 @@ use async_nats::jetstream::{
 use chrono::Utc;
 use futures::StreamExt;
 use jetflow_shared::{
-    codec, job::JobState, lease::Work, limits, messages::LedgerEntry, Bus, DeadLetter, Error,
-    Result, ResultExt,
+    codec, job::JobState, lease::Work, limits, messages::LedgerEntry, Bus, Error, Result, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -155,14 +154,14 @@ impl Reducer {
             if let Some(reason) =
                 limits::oversized(msg.payload.len(), limits::MAX_LEDGER_ENTRY_BYTES)
             {
-                self.dead_letter(msg, seq, &reason).await?;
+                self.dead_letter(msg, &reason).await?;
                 entries.push((seq, None));
                 continue;
             }
             match codec::decode::<LedgerEntry>(msg.headers.as_ref(), &msg.payload) {
                 Ok(entry) => entries.push((seq, Some(entry))),
                 Err(err) => {
-                    self.dead_letter(msg, seq, &err.to_string()).await?;
+                    self.dead_letter(msg, &err.to_string()).await?;
                     entries.push((seq, None));
                 }
             }
@@ -279,19 +278,9 @@ impl Reducer {
         }
     }
 
-    async fn dead_letter(&self, msg: &Message, seq: u64, reason: &str) -> Result<()> {
+    async fn dead_letter(&self, msg: &Message, reason: &str) -> Result<()> {
         self.bus
-            .dead_letter(DeadLetter {
-                stage: "reduce",
-                job: Some(&self.job),
-                item: None,
-                error: reason,
-                attempts: 1,
-                original_subject: msg.subject.as_str(),
-                original_headers: msg.headers.as_ref(),
-                payload: msg.payload.clone(),
-                msg_id: &format!("{}:{seq}", self.bus.names.results_stream()),
-            })
+            .dead_letter_message("reduce", Some(&self.job), reason, msg)
             .await
     }
 }

@@ -1,0 +1,94 @@
+//! Durable work-queue consumers: pull, handle, acknowledge each message
+//! exactly once.
+
+use std::{future::Future, time::Duration};
+
+use async_nats::jetstream::{
+    consumer::{pull, PullConsumer},
+    AckKind, Message,
+};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::{error::ResultExt, Bus, Error, Result};
+
+/// Acks `msg` when `result` is `Ok`. An `Err` is our own plumbing failing
+/// (NATS unavailable) — the message itself was handled or dead-lettered
+/// inside — so it is nak'ed to be tried again in a second.
+pub async fn settle(msg: &Message, result: Result<()>, what: &str) {
+    let ack = match result {
+        Ok(()) => AckKind::Ack,
+        Err(err) => {
+            tracing::warn!(error = %err, "{what} not handled; will retry");
+            AckKind::Nak(Some(Duration::from_secs(1)))
+        }
+    };
+    if let Err(err) = msg.ack_with(ack).await {
+        tracing::warn!(error = %err, "cannot acknowledge {what}");
+    }
+}
+
+/// Pulls from the durable consumer `config` on `stream` until `shutdown`,
+/// one message at a time, settling each with `handle`'s result. A pull that
+/// is interrupted (consumer deleted, stream gone) starts again after a second.
+///
+/// For low-volume streams (submissions, cancels): `handle` gets its own
+/// copies of the bus and the message.
+pub async fn one_at_a_time<F, Fut>(
+    bus: &Bus,
+    stream: &str,
+    config: pull::Config,
+    what: &str,
+    shutdown: &CancellationToken,
+    handle: F,
+) where
+    F: Fn(Bus, Message) -> Fut,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    while !shutdown.is_cancelled() {
+        if let Err(err) = pull(bus, stream, &config, what, shutdown, &handle).await {
+            tracing::warn!(error = %err, "{what} consumer interrupted; restarting");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+async fn pull<F, Fut>(
+    bus: &Bus,
+    stream: &str,
+    config: &pull::Config,
+    what: &str,
+    shutdown: &CancellationToken,
+    handle: &F,
+) -> Result<()>
+where
+    F: Fn(Bus, Message) -> Fut,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    let consumer: PullConsumer = bus
+        .js
+        .create_consumer_on_stream(config.clone(), stream)
+        .await
+        .ctx(format!("creating the {what} consumer"))?;
+    let mut messages = consumer.messages().await.ctx(format!("pulling {what}"))?;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            next = messages.next() => next,
+        };
+        match next {
+            Some(Ok(msg)) => settle(&msg, handle(bus.clone(), msg.clone()).await, what).await,
+            Some(Err(err)) => tracing::warn!(error = %err, "error pulling {what}"),
+            None => {
+                return Err(Error::Nats {
+                    context: format!("pulling {what}"),
+                    message: "stream ended".into(),
+                })
+            }
+        }
+    }
+}
