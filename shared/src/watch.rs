@@ -28,6 +28,9 @@ pub struct KvChange {
     pub value: Option<Bytes>,
 }
 
+/// A watch that has heard nothing for this long subscribes again.
+const RESUBSCRIBE_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 type Messages = BoxStream<'static, std::result::Result<jetstream::Message, String>>;
 
 /// The latest value of every key matching a filter, then every change.
@@ -57,50 +60,67 @@ impl KvWatch {
     /// The next change, or an error from which the next call recovers by
     /// re-subscribing after the last change seen.
     pub async fn next(&mut self) -> Result<KvChange> {
-        if self.messages.is_none() {
-            // Owned arguments: a `&self` held across this await would make
-            // the watch's futures need `Sync`, which boxed streams are not.
-            let (js, stream, filter) = (self.js.clone(), self.stream.clone(), self.filter.clone());
-            self.messages = Some(subscribe(js, stream, filter, self.last_revision).await?);
+        loop {
+            if self.messages.is_none() {
+                // Owned arguments: a `&self` held across this await would make
+                // the watch's futures need `Sync`, which boxed streams are not.
+                let (js, stream, filter) =
+                    (self.js.clone(), self.stream.clone(), self.filter.clone());
+                self.messages = Some(subscribe(js, stream, filter, self.last_revision).await?);
+            }
+            let Some(messages) = self.messages.as_mut() else {
+                continue;
+            };
+            let next = match tokio::time::timeout(RESUBSCRIBE_WHEN_IDLE, messages.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    // Quiet, or silently cut off: after a cluster node died, an
+                    // ordered consumer was seen to deliver nothing more and
+                    // report no error (fetch then waited forever for the
+                    // reducer's progress). Subscribing again after the last
+                    // change seen loses nothing and costs one consumer create.
+                    self.messages = None;
+                    continue;
+                }
+            };
+            return match next {
+                Some(Ok(msg)) => Ok(self.change(&msg)),
+                Some(Err(err)) => {
+                    self.messages = None;
+                    Err(Error::Nats {
+                        context: format!("watching {}", self.filter),
+                        message: err,
+                    })
+                }
+                None => {
+                    self.messages = None;
+                    Err(Error::Nats {
+                        context: format!("watching {}", self.filter),
+                        message: "watch ended".into(),
+                    })
+                }
+            };
         }
-        let Some(messages) = self.messages.as_mut() else {
-            return Err(Error::Config("watch not subscribed".into()));
-        };
-        match messages.next().await {
-            Some(Ok(msg)) => {
-                let revision = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-                self.last_revision = self.last_revision.max(revision);
-                let key = msg
-                    .subject
-                    .as_str()
-                    .strip_prefix(&self.prefix)
-                    .unwrap_or_default()
-                    .to_string();
-                let deleted = msg
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("KV-Operation"))
-                    .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
-                Ok(KvChange {
-                    key,
-                    revision,
-                    value: (!deleted).then(|| msg.payload.clone()),
-                })
-            }
-            Some(Err(err)) => {
-                self.messages = None;
-                Err(Error::Nats {
-                    context: format!("watching {}", self.filter),
-                    message: err,
-                })
-            }
-            None => {
-                self.messages = None;
-                Err(Error::Nats {
-                    context: format!("watching {}", self.filter),
-                    message: "watch ended".into(),
-                })
-            }
+    }
+
+    fn change(&mut self, msg: &jetstream::Message) -> KvChange {
+        let revision = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+        self.last_revision = self.last_revision.max(revision);
+        let key = msg
+            .subject
+            .as_str()
+            .strip_prefix(&self.prefix)
+            .unwrap_or_default()
+            .to_string();
+        let deleted = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("KV-Operation"))
+            .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+        KvChange {
+            key,
+            revision,
+            value: (!deleted).then(|| msg.payload.clone()),
         }
     }
 }

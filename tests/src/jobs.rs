@@ -68,31 +68,87 @@ pub async fn wait_for_state(
 ) -> anyhow::Result<JobState> {
     let deadline = tokio::time::Instant::now() + JOB_DEADLINE;
     let mut last = None;
+    let mut last_error = None;
     while tokio::time::Instant::now() < deadline {
-        if let Some(value) = state_json(bus, job).await? {
-            let state: JobState = serde_json::from_value(value)?;
-            if done(&state) {
-                return Ok(state);
+        // A read can fail for a moment (a cluster electing a new leader for
+        // the bucket answers "no responders"): keep polling, as the services do.
+        match state_json(bus, job).await {
+            Ok(Some(value)) => {
+                let state: JobState = serde_json::from_value(value)?;
+                if done(&state) {
+                    return Ok(state);
+                }
+                last = Some(state);
             }
-            last = Some(state);
+            Ok(None) => {}
+            Err(err) => last_error = Some(err),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("job {job} did not reach the expected state within {JOB_DEADLINE:?}; last: {last:#?}")
+    bail!(
+        "job {job} did not reach the expected state within {JOB_DEADLINE:?}; last error: {last_error:?}; last: {last:#?}"
+    )
 }
 
-/// Every item outcome record of `job`, by item id.
+/// Every item outcome record of `job`, by item id. Transient errors (a
+/// cluster electing a leader) are retried for up to a minute.
 pub async fn item_records(bus: &Bus, job: &str) -> anyhow::Result<HashMap<String, ItemOutcome>> {
-    let prefix = format!("{job}.");
-    let mut keys = bus.kv.items.keys().await.context("listing item keys")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match read_item_records(bus, job).await {
+            Ok(records) => return Ok(records),
+            Err(err) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %err, "reading item records; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Reads the items bucket's stream directly, with a pull consumer (async-nats'
+/// `keys()` uses a push consumer, which can miss messages sent before it
+/// subscribes), and stops once it has one record per key the stream lists.
+async fn read_item_records(bus: &Bus, job: &str) -> anyhow::Result<HashMap<String, ItemOutcome>> {
+    let bucket = bus.names.items_bucket();
+    let prefix = format!("$KV.{bucket}.{job}.");
+    let filter = format!("{prefix}>");
+    let stream = bus
+        .js
+        .get_stream(format!("KV_{bucket}"))
+        .await
+        .context("opening the items stream")?;
+    let mut subjects = stream
+        .info_with_subjects(&filter)
+        .await
+        .context("listing item keys")?;
+    let mut expected = 0;
+    while let Some(subject) = subjects.next().await {
+        subject.context("listing item keys")?;
+        expected += 1;
+    }
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter,
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .context("reading item records")?;
+    let mut messages = consumer.messages().await.context("reading item records")?;
     let mut records = HashMap::new();
-    while let Some(key) = keys.next().await {
-        let key = key.context("listing item keys")?;
-        let Some(item_key) = key.strip_prefix(&prefix) else {
-            continue;
-        };
-        let raw = bus.kv.items.get(&key).await?.context("record vanished")?;
-        let outcome: ItemOutcome = serde_json::from_slice(&raw).context("outcome is not JSON")?;
+    while records.len() < expected {
+        let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .context("reading item records: timed out")?
+            .context("reading item records: ended")??;
+        let item_key = msg
+            .subject
+            .as_str()
+            .strip_prefix(&prefix)
+            .context("foreign subject")?;
+        let outcome: ItemOutcome =
+            serde_json::from_slice(&msg.payload).context("outcome is not JSON")?;
         let id = item_id_from_key(item_key).context("undecodable item key")?;
         if records.insert(id.clone(), outcome).is_some() {
             bail!("two records for item {id}");
