@@ -9,8 +9,10 @@
 //! - [`lease`], [`watch`], [`supervisor`] — per-job work, owned by one instance at a time.
 //! - [`limits`], [`janitor`] — poison input: size limits, strays for unknown jobs.
 //! - [`retry`] — backoff delays for durable retries.
+//! - [`activity`], [`micro`] — what an instance is doing, served as a NATS micro service.
 //! - [`telemetry`] — logging.
 
+pub mod activity;
 pub mod bus;
 pub mod codec;
 pub mod config;
@@ -24,6 +26,7 @@ pub mod job;
 pub mod lease;
 pub mod limits;
 pub mod messages;
+pub mod micro;
 pub mod names;
 pub mod provision;
 pub mod retry;

@@ -72,6 +72,11 @@ impl Names {
         format!("{}.events.{job}.{event}", self.ns)
     }
 
+    /// The micro service endpoint group of `stage`: `<ns>.svc.<stage>`.
+    pub fn service_group(&self, stage: &str) -> String {
+        format!("{}.svc.{stage}", self.ns)
+    }
+
     /// All events of one job: `<ns>.events.<job>.*`.
     pub fn job_events_filter(&self, job: &str) -> String {
         format!("{}.events.{job}.*", self.ns)

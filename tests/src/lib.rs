@@ -2,6 +2,7 @@
 //! services (in-process or as their own processes), a mock agents API over
 //! real HTTP, and helpers that wait for conditions with deadlines.
 
+pub mod cli;
 pub mod env;
 pub mod jobs;
 pub mod processes;

@@ -74,7 +74,16 @@ impl ServiceProcesses {
     /// Sends SIGKILL to process `index` (no chance to clean up), waits for
     /// it, and starts a fresh one of the same service; returns its name.
     pub fn kill_and_restart(&mut self, index: usize) -> anyhow::Result<String> {
-        let (name, child) = &mut self.children[index];
+        self.kill(index)?;
+        let name = self.children[index].0.clone();
+        self.children[index].1 = spawn(&name, &self.nats)?;
+        Ok(name)
+    }
+
+    /// Sends SIGKILL to process `index` and waits for it, without a restart.
+    /// Its slot stays in [`pids`](Self::pids) with the dead pid.
+    pub fn kill(&mut self, index: usize) -> anyhow::Result<()> {
+        let child = &mut self.children[index].1;
         // SAFETY: kill(2) on the pid of a child we own and have not reaped.
         let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
         if rc != 0 {
@@ -85,9 +94,7 @@ impl ServiceProcesses {
             );
         }
         child.wait()?;
-        let name = name.clone();
-        self.children[index].1 = spawn(&name, &self.nats)?;
-        Ok(name)
+        Ok(())
     }
 
     /// The running processes' ids by service name.

@@ -1,11 +1,12 @@
 //! Fanning one batch out into tasks.
 
-use std::future::IntoFuture;
+use std::{future::IntoFuture, sync::Arc};
 
 use async_nats::jetstream::{kv::Operation, message::PublishMessage, Message};
 use chrono::Utc;
 use futures::future::{join_all, try_join_all};
 use jetflow_shared::{
+    activity::Activity,
     codec, consume,
     job::JobState,
     limits,
@@ -25,14 +26,20 @@ enum Plan {
 }
 
 /// Handles one batch message, acknowledging it exactly once.
-pub async fn handle(bus: &Bus, msg: Message) {
-    consume::settle(&msg, process(bus, &msg).await, "batch").await
+pub async fn handle(bus: &Bus, activity: &Arc<Activity>, msg: Message) {
+    consume::settle(&msg, process(bus, activity, &msg).await, "batch").await
 }
 
-async fn process(bus: &Bus, msg: &Message) -> Result<()> {
+async fn process(bus: &Bus, activity: &Arc<Activity>, msg: &Message) -> Result<()> {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
     match plan(bus, msg).await? {
-        Plan::Dispatch(batch) => dispatch(bus, batch, delivered > 1).await,
+        Plan::Dispatch(batch) => {
+            let _working = activity.start(&batch.job, format!("batch {}", batch.batch));
+            let published = dispatch(bus, batch, delivered > 1).await?;
+            activity.count("batches_dispatched", 1);
+            activity.count("tasks_published", published as u64);
+            Ok(())
+        }
         Plan::Drop => Ok(()),
         Plan::DeadLetter { job, reason } => {
             bus.dead_letter_message("batch", job.as_deref(), &reason, msg)
@@ -91,7 +98,8 @@ async fn plan(bus: &Bus, msg: &Message) -> Result<Plan> {
     Ok(Plan::Dispatch(batch))
 }
 
-async fn dispatch(bus: &Bus, batch: BatchMessage, redelivered: bool) -> Result<()> {
+/// Publishes the batch's tasks; returns how many it published.
+async fn dispatch(bus: &Bus, batch: BatchMessage, redelivered: bool) -> Result<usize> {
     let (job, number) = (batch.job.clone(), batch.batch);
     let total = batch.items.len();
     let items = if redelivered {
@@ -133,7 +141,7 @@ async fn dispatch(bus: &Bus, batch: BatchMessage, redelivered: bool) -> Result<(
         .await
         .ctx("recording dispatch")?;
     tracing::info!(job = %job, batch = number, items = total, published, "batch dispatched");
-    Ok(())
+    Ok(published)
 }
 
 /// On redelivery, the items of the batch that have no outcome yet.

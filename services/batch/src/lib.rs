@@ -10,11 +10,11 @@
 
 pub mod fanout;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use futures::StreamExt;
-use jetflow_shared::{Bus, Error, NatsArgs, Result, ResultExt};
+use jetflow_shared::{activity::Activity, micro, Bus, Error, NatsArgs, Result, ResultExt};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Settings of the batch service.
@@ -41,10 +41,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         return Err(Error::Config("--parallel: must be at least 1".into()));
     }
     let bus = Bus::connect(&config.nats, "jetflow-batch", &shutdown).await?;
-    tracing::info!(namespace = bus.names.namespace(), "batch ready");
+    let instance = jetflow_shared::instance_id();
+    tracing::info!(namespace = bus.names.namespace(), instance, "batch ready");
+    let activity = Activity::new("batch", &instance, bus.names.namespace());
+    let service = micro::spawn(&bus, &activity, None, &shutdown);
     loop {
-        match consume(&bus, &config, &shutdown).await {
-            Ok(()) => return Ok(()),
+        match consume(&bus, &config, &activity, &shutdown).await {
+            Ok(()) => {
+                let _ = service.await;
+                return Ok(());
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "batch consumer interrupted; restarting");
                 tokio::select! {
@@ -56,7 +62,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
 }
 
-async fn consume(bus: &Bus, config: &Config, shutdown: &CancellationToken) -> Result<()> {
+async fn consume(
+    bus: &Bus,
+    config: &Config,
+    activity: &Arc<Activity>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     let name = bus.names.batch_consumer();
     let consumer = bus
         .js
@@ -79,7 +90,7 @@ async fn consume(bus: &Bus, config: &Config, shutdown: &CancellationToken) -> Re
         .await
         .ctx("pulling batches")?;
     let tasks = TaskTracker::new();
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(config.parallel));
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.parallel));
     let result = loop {
         let next = tokio::select! {
             biased;
@@ -91,9 +102,9 @@ async fn consume(bus: &Bus, config: &Config, shutdown: &CancellationToken) -> Re
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break Ok(());
                 };
-                let bus = bus.clone();
+                let (bus, activity) = (bus.clone(), activity.clone());
                 tasks.spawn(async move {
-                    fanout::handle(&bus, msg).await;
+                    fanout::handle(&bus, &activity, msg).await;
                     drop(permit);
                 });
             }

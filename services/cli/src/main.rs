@@ -32,6 +32,8 @@ enum Command {
     Cancel(commands::cancel::CancelArgs),
     /// Dead letters: list, show, replay, purge.
     Dlq(commands::dlq::DlqArgs),
+    /// Live service instances and what each is doing.
+    Workers(commands::workers::WorkersArgs),
 }
 
 /// Exit codes scripts can rely on.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::status::run(args).await,
             Command::Cancel(args) => commands::cancel::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
+            Command::Workers(args) => commands::workers::run(args).await,
         }
     });
     match result {

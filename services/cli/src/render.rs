@@ -40,7 +40,11 @@ pub fn summary(state: &JobState) -> String {
         let _ = write!(out, "rate      {rate:.0} items/s");
         if !state.status.is_terminal() && state.fetch_done && rate > 0.0 {
             let left = state.total.saturating_sub(state.done()) as f64;
-            let _ = write!(out, "  ETA {}", eta(left / rate));
+            let _ = write!(
+                out,
+                "  ETA {}",
+                duration(std::time::Duration::from_secs_f64((left / rate).max(0.0)))
+            );
         }
         let _ = writeln!(out);
     }
@@ -80,11 +84,36 @@ pub fn line(state: &JobState) -> String {
     )
 }
 
-fn eta(secs: f64) -> String {
-    let secs = secs.max(0.0).round() as u64;
+/// A duration for people: `42s`, `3m05s`, `2h10m`.
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64().round() as u64;
     match secs {
         0..=59 => format!("{secs}s"),
         60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
         _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
     }
+}
+
+/// Left-aligned columns, two spaces apart; the first row is the header.
+pub fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }

@@ -14,9 +14,12 @@ pub mod intake;
 pub mod pager;
 pub mod source;
 
+use std::sync::Arc;
+
 use jetflow_shared::{
+    activity::Activity,
     job::{JobState, JobStatus},
-    lease, supervisor, Bus, NatsArgs, Result,
+    lease, micro, supervisor, Bus, NatsArgs, Result,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -33,11 +36,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let bus = Bus::connect(&config.nats, "jetflow-fetch", &shutdown).await?;
     let instance = jetflow_shared::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "fetch ready");
+    let activity = Activity::new("fetch", &instance, bus.names.namespace());
 
     let tasks = TaskTracker::new();
+    tasks.spawn(micro::spawn(&bus, &activity, None, &shutdown));
     tasks.spawn(intake::run(bus.clone(), shutdown.clone()));
     tasks.spawn(cancel::run(bus.clone(), shutdown.clone()));
-    tasks.spawn(supervise(bus, instance, shutdown.clone()));
+    tasks.spawn(supervise(bus, instance, activity, shutdown.clone()));
     tasks.close();
     tasks.wait().await;
     Ok(())
@@ -45,13 +50,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
 /// Starts a pager contender for every job still fetching, stops it when the
 /// job is fetched or ends.
-async fn supervise(bus: Bus, instance: String, shutdown: CancellationToken) {
+async fn supervise(
+    bus: Bus,
+    instance: String,
+    activity: Arc<Activity>,
+    shutdown: CancellationToken,
+) {
     let wants = |state: &JobState| needs_fetching(state.status, state.fetch_done);
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
         let (bus, owner, job) = (bus.clone(), instance.clone(), state.id.clone());
+        let activity = activity.clone();
         async move {
             lease::contend_for_job(&bus, "fetch", &job, &owner, stop, |token| {
-                pager::page_job(bus.clone(), job.clone(), token)
+                pager::page_job(bus.clone(), job.clone(), activity.clone(), token)
             })
             .await
         }

@@ -6,12 +6,13 @@
 //! checkpoint the cursor. Every publish carries a de-duplication id, so
 //! repeating a page after a crash adds nothing.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::kv::Operation;
 use chrono::Utc;
 use futures::FutureExt;
 use jetflow_shared::{
+    activity::Activity,
     codec, headers,
     job::{FetchCheckpoint, JobSpec, JobState},
     lease::Work,
@@ -28,8 +29,14 @@ use crate::source::{Page, Source, SourceError};
 const SOURCE_ATTEMPTS: u32 = 8;
 
 /// Pages `job` until its source is exhausted, it fails, or `stop` is cancelled.
-pub async fn page_job(bus: Bus, job: String, stop: CancellationToken) -> Work {
-    match Pager::open(&bus, &job).await {
+pub async fn page_job(
+    bus: Bus,
+    job: String,
+    activity: Arc<Activity>,
+    stop: CancellationToken,
+) -> Work {
+    let _paging = activity.job(&job);
+    match Pager::open(&bus, &job, activity.clone()).await {
         Ok(Some(mut pager)) => match pager.run(&stop).await {
             Ok(work) => work,
             Err(Error::Shutdown) => Work::Interrupted,
@@ -48,6 +55,7 @@ pub async fn page_job(bus: Bus, job: String, stop: CancellationToken) -> Work {
 
 struct Pager {
     bus: Bus,
+    activity: Arc<Activity>,
     job: String,
     spec: JobSpec,
     source: Source,
@@ -57,7 +65,7 @@ struct Pager {
 
 impl Pager {
     /// Loads the job's spec and checkpoint; `None` if the job cannot be paged.
-    async fn open(bus: &Bus, job: &str) -> Result<Option<Pager>> {
+    async fn open(bus: &Bus, job: &str, activity: Arc<Activity>) -> Result<Option<Pager>> {
         let Some(raw) = bus.kv.specs.get(job).await.ctx("reading job spec")? else {
             tracing::error!(job, "job has state but no spec; cannot fetch it");
             return Ok(None);
@@ -83,6 +91,7 @@ impl Pager {
         };
         Ok(Some(Pager {
             bus: bus.clone(),
+            activity,
             job: job.to_string(),
             spec,
             source,
@@ -147,6 +156,14 @@ impl Pager {
         stop: &CancellationToken,
     ) -> Result<std::result::Result<Page, String>> {
         let cursor = self.checkpoint.cursor.as_deref();
+        let _reading = self.activity.start(
+            &self.job,
+            format!(
+                "page {} (cursor {})",
+                self.checkpoint.batches + 1,
+                cursor.unwrap_or("start")
+            ),
+        );
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -198,6 +215,8 @@ impl Pager {
             self.publish_batch(batch, page.items).await?;
             next.batches = batch;
             next.fetched += size;
+            self.activity.count("pages_fetched", 1);
+            self.activity.count("items_fetched", size);
             tracing::info!(job = %self.job, batch, size, cursor = ?self.checkpoint.cursor, "batch fetched");
         }
         next.done = page.next_cursor.is_none() || stuck;

@@ -35,6 +35,7 @@ pub(crate) async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration)
     if let Admission::Hold(wait) = ctx.breakers.admit(&ctx.target, Instant::now()) {
         tracing::debug!(job = %ctx.job, item = %task.item.id, ?wait, "breaker open; holding the task back");
         hold(ctx, msg, delivery.attempt - 1, delivery.seq).await?;
+        ctx.activity.count("items_held", 1);
         return Ok(Ack::Done);
     }
     run_item(ctx, msg, &task, &delivery, ack_wait).await
@@ -111,6 +112,7 @@ async fn run_item(
     ack_wait: Duration,
 ) -> Result<Ack> {
     let attempt = delivery.attempt;
+    let _working = ctx.activity.start(&ctx.job, task.item.id.as_str());
     let started = Instant::now();
     let result = with_progress(msg, ack_wait, call(ctx, task)).await;
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -120,6 +122,7 @@ async fn run_item(
     }
     let (status, error, output) = match decide(result, attempt, &ctx.settings) {
         Decision::Retry { delay, error } => {
+            ctx.activity.count("items_retried", 1);
             tracing::debug!(job = %ctx.job, item = %task.item.id, attempt, ?delay, error, "retrying item");
             return Ok(Ack::Retry(delay));
         }
@@ -145,6 +148,13 @@ async fn run_item(
         finished_at: Utc::now(),
     };
     publish_result(ctx, result, delivery.replay.as_deref()).await?;
+    ctx.activity.count(
+        match status {
+            ItemStatus::Succeeded => "items_succeeded",
+            _ => "items_failed",
+        },
+        1,
+    );
     Ok(Ack::Done)
 }
 

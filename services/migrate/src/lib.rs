@@ -12,13 +12,13 @@ pub mod breaker;
 pub mod decision;
 pub mod handler;
 mod item;
-pub mod service;
 pub mod worker;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use jetflow_shared::{
-    duration::HumanDuration, job::JobState, supervisor, Bus, Error, NatsArgs, Result,
+    activity::Activity, duration::HumanDuration, job::JobState, micro, supervisor, Bus, Error,
+    NatsArgs, Result,
 };
 
 use crate::breaker::{BreakerConfig, Breakers};
@@ -86,12 +86,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         "migrate",
         shutdown.clone(),
     ));
-    let service = tokio::spawn(service::serve(
-        bus.clone(),
-        instance,
-        breakers.clone(),
-        shutdown.clone(),
-    ));
+    let activity = Activity::new("migrate", &instance, bus.names.namespace());
+    let details: micro::Details = {
+        let breakers = breakers.clone();
+        Arc::new(move || serde_json::json!({ "breakers": breakers.statuses(Instant::now()) }))
+    };
+    let service = micro::spawn(&bus, &activity, Some(details), &shutdown);
     tracing::info!(
         namespace = bus.names.namespace(),
         max_inflight = config.max_inflight,
@@ -106,16 +106,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             http.clone(),
             slots.clone(),
             breakers.clone(),
+            activity.clone(),
             state,
         );
         worker::run(context, stop)
     })
     .await;
-    let _ = janitor.await;
-    match service.await {
-        Ok(Err(err)) => tracing::warn!(error = %err, "micro service stopped"),
-        Err(err) => tracing::warn!(error = %err, "micro service task failed"),
-        Ok(Ok(())) => {}
-    }
+    let _ = tokio::join!(janitor, service);
     Ok(())
 }

@@ -10,6 +10,7 @@ use std::{
 use async_nats::jetstream::{consumer::PullConsumer, AckKind, Message};
 use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
+    activity::Activity,
     job::{HandlerSpec, JobSpec, JobState, Settings},
     Bus, Error, Result, ResultExt,
 };
@@ -28,6 +29,7 @@ pub struct JobContext {
     pub(crate) http: reqwest::Client,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) breakers: Arc<Breakers>,
+    pub(crate) activity: Arc<Activity>,
     /// The breaker key of the job's handler.
     pub(crate) target: String,
     pub(crate) job: String,
@@ -42,6 +44,7 @@ impl JobContext {
         http: reqwest::Client,
         slots: Arc<Semaphore>,
         breakers: Arc<Breakers>,
+        activity: Arc<Activity>,
         state: &JobState,
     ) -> Self {
         let target = match &state.spec.handler {
@@ -53,6 +56,7 @@ impl JobContext {
             http,
             slots,
             breakers,
+            activity,
             target,
             job: state.id.clone(),
             settings: state.spec.settings(),
@@ -67,6 +71,7 @@ pub async fn run(ctx: JobContext, stop: CancellationToken) {
     // Shared, not cloned, by the item tasks: a context holds the bus with all
     // its buckets, and copying that per item showed up in profiles.
     let ctx = Arc::new(ctx);
+    let _job = ctx.activity.job(&ctx.job);
     let in_flight = TaskTracker::new();
     while !stop.is_cancelled() {
         if let Err(err) = consume(&ctx, &stop, &in_flight).await {

@@ -16,7 +16,9 @@ pub mod outcomes;
 pub mod reducer;
 pub mod stopping;
 
-use jetflow_shared::{job::JobState, lease, supervisor, Bus, NatsArgs, Result};
+use jetflow_shared::{
+    activity::Activity, job::JobState, lease, micro, supervisor, Bus, NatsArgs, Result,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the reduce service.
@@ -32,6 +34,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let bus = Bus::connect(&config.nats, "jetflow-reduce", &shutdown).await?;
     let instance = jetflow_shared::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "reduce ready");
+    let activity = Activity::new("reduce", &instance, bus.names.namespace());
+    let service = micro::spawn(&bus, &activity, None, &shutdown);
 
     let janitor = tokio::spawn(jetflow_shared::janitor::run(
         bus.clone(),
@@ -43,14 +47,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let wants = |state: &JobState| !state.status.is_terminal();
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
         let (bus, owner, job) = (bus.clone(), instance.clone(), state.id.clone());
+        let activity = activity.clone();
         async move {
             lease::contend_for_job(&bus, "reduce", &job, &owner, stop, |token| {
-                reducer::reduce_job(bus.clone(), job.clone(), token)
+                let (bus, job, activity) = (bus.clone(), job.clone(), activity.clone());
+                async move {
+                    // Listed only while this instance holds the job's lease.
+                    let _owning = activity.job(&job);
+                    reducer::reduce_job(bus, job, token).await
+                }
             })
             .await
         }
     })
     .await;
-    let _ = janitor.await;
+    let _ = tokio::join!(janitor, service);
     Ok(())
 }

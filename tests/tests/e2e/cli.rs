@@ -4,23 +4,14 @@ use std::{process::Output, time::Duration};
 
 use anyhow::Context as _;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
-use jetflow_e2e::{jobs, processes::binary, TestEnv};
+use jetflow_e2e::{
+    cli::{self, text},
+    jobs, TestEnv,
+};
 use serde_json::json;
 
 async fn jetflow(args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
-    let mut command = tokio::process::Command::new(binary("jetflow")?);
-    command
-        .args(args)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    tokio::time::timeout(timeout, command.output())
-        .await
-        .with_context(|| format!("jetflow {args:?} did not finish within {timeout:?}"))?
-        .context("running jetflow")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    cli::run(args, timeout).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,3 +13,4 @@ mod processes;
 mod rejection;
 mod replay;
 mod stopping;
+mod workers;

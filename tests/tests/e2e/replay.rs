@@ -1,34 +1,14 @@
 //! DLQ replay: after the target is fixed, replaying a partial job's dead
 //! letters runs those items again and corrects its tally and status.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
-use jetflow_e2e::{jobs, processes::binary, TestEnv};
+use jetflow_e2e::{cli, jobs, TestEnv};
 use jetflow_shared::job::{ItemStatus, JobStatus};
 use serde_json::json;
 
 async fn jetflow(env: &TestEnv, args: &[&str]) -> anyhow::Result<String> {
-    let url = env.server.url();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--nats-url", &url, "--namespace", &env.nats.namespace]);
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(binary("jetflow")?)
-            .args(&all)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .context("jetflow timed out")??;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    anyhow::ensure!(
-        out.status.success(),
-        "jetflow {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(stdout)
+    cli::ok(&env.nats, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

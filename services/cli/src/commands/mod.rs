@@ -5,3 +5,4 @@ pub mod dev;
 pub mod dlq;
 pub mod status;
 pub mod submit;
+pub mod workers;
