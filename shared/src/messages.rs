@@ -124,6 +124,13 @@ pub enum LedgerEntry {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Someone changed the job's live settings.
+    Config {
+        /// What changed.
+        change: crate::job::ConfigChange,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The job's `timeout` passed.
     TimedOut {
         /// When.

@@ -52,6 +52,11 @@ impl Names {
         format!("{}.jobs.cancel.{job}", self.ns)
     }
 
+    /// Where a running job's live settings are changed: `<ns>.jobs.config.<job>`.
+    pub fn config_subject(&self, job: &str) -> String {
+        format!("{}.jobs.config.{job}", self.ns)
+    }
+
     /// One message per fetched page: `<ns>.batch.<job>`.
     pub fn batch_subject(&self, job: &str) -> String {
         format!("{}.batch.{job}", self.ns)
@@ -127,6 +132,10 @@ impl Names {
     /// The fetch service's durable consumer on cancel requests.
     pub fn cancel_consumer(&self) -> String {
         "cancel".to_string()
+    }
+    /// Fetch's durable consumer on settings changes.
+    pub fn config_consumer(&self) -> String {
+        "config".to_string()
     }
     /// The batch service's durable consumer on pages.
     pub fn batch_consumer(&self) -> String {
@@ -250,6 +259,7 @@ mod tests {
         let n = Names::default();
         assert_eq!(n.submit_subject(), "jetflow.jobs.submit");
         assert_eq!(n.cancel_subject("j1"), "jetflow.jobs.cancel.j1");
+        assert_eq!(n.config_subject("j1"), "jetflow.jobs.config.j1");
         assert_eq!(
             n.event_subject("j1", "accepted"),
             "jetflow.events.j1.accepted"

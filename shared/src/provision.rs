@@ -55,7 +55,11 @@ pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
     vec![
         base(
             names.jobs_stream(),
-            vec![names.submit_subject(), names.cancel_subject("*")],
+            vec![
+                names.submit_subject(),
+                names.cancel_subject("*"),
+                names.config_subject("*"),
+            ],
             RetentionPolicy::WorkQueue,
             days(7),
         ),

@@ -2,6 +2,7 @@
 
 mod commands;
 mod connect;
+mod job_state;
 mod progress;
 mod render;
 
@@ -32,7 +33,10 @@ enum Command {
     Cancel(commands::cancel::CancelArgs),
     /// Dead letters: list, show, replay, purge.
     Dlq(commands::dlq::DlqArgs),
-    /// Live service instances and what each is doing.
+    /// A running job's live settings: get, or set without restarts.
+    Config(commands::config::ConfigArgs),
+    /// Live service instances and what each is doing (listed if they
+    /// answer within --wait, 1 s: a killed instance is gone at once).
     Workers(commands::workers::WorkersArgs),
 }
 
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::status::run(args).await,
             Command::Cancel(args) => commands::cancel::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
+            Command::Config(args) => commands::config::run(args).await,
             Command::Workers(args) => commands::workers::run(args).await,
         }
     });

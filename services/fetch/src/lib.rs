@@ -3,13 +3,14 @@
 //! - [`intake`] — validates submissions — accepts a job (state, consumer,
 //!   `accepted` event), rejects it with the field at fault, or dead-letters a
 //!   body that is not a job.
-//! - [`cancel`] — turns cancel requests into `cancel` entries on the job's ledger.
+//! - [`control`] — turns cancel requests and settings changes into entries
+//!   on the job's ledger.
 //! - [`source`] — reads one page of a source (HTTP with a cursor, inline ids or items).
 //! - [`pager`] — per job, on the one instance holding its lease, fetches page
 //!   after page, checkpointing the cursor and never running more than
 //!   `max_inflight_batches` ahead of the reducer.
 
-pub mod cancel;
+pub mod control;
 pub mod intake;
 pub mod pager;
 pub mod source;
@@ -41,7 +42,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let tasks = TaskTracker::new();
     tasks.spawn(micro::spawn(&bus, &activity, None, &shutdown));
     tasks.spawn(intake::run(bus.clone(), shutdown.clone()));
-    tasks.spawn(cancel::run(bus.clone(), shutdown.clone()));
+    tasks.spawn(control::cancels(bus.clone(), shutdown.clone()));
+    tasks.spawn(control::config_changes(bus.clone(), shutdown.clone()));
     tasks.spawn(supervise(bus, instance, activity, shutdown.clone()));
     tasks.close();
     tasks.wait().await;
@@ -58,7 +60,8 @@ async fn supervise(
 ) {
     let wants = |state: &JobState| needs_fetching(state.status, state.fetch_done);
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
-        let (bus, owner, job) = (bus.clone(), instance.clone(), state.id.clone());
+        let job = state.borrow().id.clone();
+        let (bus, owner) = (bus.clone(), instance.clone());
         let activity = activity.clone();
         async move {
             lease::contend_for_job(&bus, "fetch", &job, &owner, stop, |token| {

@@ -100,16 +100,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
     // A stopping job's worker stops pulling; its items in flight finish.
     let wants = |state: &JobState| state.status.is_active();
-    supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
+    supervisor::per_job(&bus, &shutdown, wants, |states, stop| {
         let context = worker::JobContext::new(
             bus.clone(),
             http.clone(),
             slots.clone(),
             breakers.clone(),
             activity.clone(),
-            state,
+            &states.borrow(),
         );
-        worker::run(context, stop)
+        worker::run(context, states, stop)
     })
     .await;
     let _ = tokio::join!(janitor, service);

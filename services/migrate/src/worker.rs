@@ -11,10 +11,10 @@ use async_nats::jetstream::{consumer::PullConsumer, AckKind, Message};
 use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
     activity::Activity,
-    job::{HandlerSpec, JobSpec, JobState, Settings},
+    job::{ConfigChange, HandlerSpec, JobSpec, JobState, Settings},
     Bus, Error, Result, ResultExt,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -63,22 +63,40 @@ impl JobContext {
             spec: Arc::new(state.spec.clone()),
         }
     }
+
+    /// The same context with the live settings of `spec`.
+    fn reconfigured(&self, spec: &JobSpec) -> Self {
+        Self {
+            settings: spec.settings(),
+            spec: Arc::new(spec.clone()),
+            ..self.clone()
+        }
+    }
 }
 
 /// Works on the job's tasks until `stop` (job ended or shutdown); lets
-/// items in flight finish.
-pub async fn run(ctx: JobContext, stop: CancellationToken) {
+/// items in flight finish. A change of the job's live settings in `states`
+/// applies to the items started after it.
+pub async fn run(ctx: JobContext, mut states: watch::Receiver<JobState>, stop: CancellationToken) {
     // Shared, not cloned, by the item tasks: a context holds the bus with all
     // its buckets, and copying that per item showed up in profiles.
-    let ctx = Arc::new(ctx);
+    let mut ctx = Arc::new(ctx);
     let _job = ctx.activity.job(&ctx.job);
     let in_flight = TaskTracker::new();
     while !stop.is_cancelled() {
-        if let Err(err) = consume(&ctx, &stop, &in_flight).await {
-            tracing::debug!(job = %ctx.job, error = %err, "task consumer not ready; retrying");
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        match consume(&ctx, &mut states, &stop, &in_flight).await {
+            Ok(Some(spec)) => {
+                let live = ConfigChange::current(&spec);
+                tracing::info!(job = %ctx.job, ?live, "applying new live settings");
+                ctx = Arc::new(ctx.reconfigured(&spec));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::debug!(job = %ctx.job, error = %err, "task consumer not ready; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
             }
         }
     }
@@ -86,11 +104,30 @@ pub async fn run(ctx: JobContext, stop: CancellationToken) {
     in_flight.wait().await;
 }
 
+/// The job's spec in `states` if its live settings differ from `ctx`'s.
+/// Waits for a change; never returns if the supervisor is gone.
+async fn settings_changed(ctx: &JobContext, states: &mut watch::Receiver<JobState>) -> JobSpec {
+    let current = ConfigChange::current(&ctx.spec);
+    loop {
+        if states.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        let state = states.borrow_and_update();
+        if ConfigChange::current(&state.spec) != current {
+            return state.spec.clone();
+        }
+    }
+}
+
+/// Pulls and runs tasks until `stop` (`Ok(None)`) or until the job's live
+/// settings change (`Ok(Some(new spec))`, after handing back what was
+/// pulled but not started).
 async fn consume(
     ctx: &Arc<JobContext>,
+    states: &mut watch::Receiver<JobState>,
     stop: &CancellationToken,
     in_flight: &TaskTracker,
-) -> Result<()> {
+) -> Result<Option<JobSpec>> {
     let names = &ctx.bus.names;
     let consumer: PullConsumer = ctx
         .bus
@@ -113,7 +150,13 @@ async fn consume(
             biased;
             _ = stop.cancelled() => {
                 hand_back(&mut messages).await;
-                return Ok(());
+                return Ok(None);
+            }
+            spec = settings_changed(ctx, states) => {
+                // Pulled with the old batch size and settings: let them go
+                // back and pull again under the new ones.
+                hand_back(&mut messages).await;
+                return Ok(Some(spec));
             }
             next = messages.next() => next,
         };
@@ -124,11 +167,11 @@ async fn consume(
                     _ = stop.cancelled() => {
                         give_back(&msg).await;
                         hand_back(&mut messages).await;
-                        return Ok(());
+                        return Ok(None);
                     }
                     permit = ctx.slots.clone().acquire_owned() => permit,
                 };
-                let Ok(permit) = permit else { return Ok(()) };
+                let Ok(permit) = permit else { return Ok(None) };
                 let (task_ctx, task_stop) = (ctx.clone(), stop.clone());
                 in_flight.spawn(async move {
                     if task_stop.is_cancelled() {

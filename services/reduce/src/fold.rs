@@ -28,6 +28,8 @@ pub struct Effects {
     pub ended: Option<JobStatus>,
     /// The job began stopping: no new item may start.
     pub stopping: bool,
+    /// Live settings changed: the task consumer must follow.
+    pub reconfigured: bool,
 }
 
 /// Applies the ledger entry at stream sequence `seq`. `count` says whether
@@ -94,6 +96,13 @@ pub fn apply(
                 effects,
             );
         }
+        // Validated when requested; checked again so that no ledger entry,
+        // however it got there, can set a value a job may not have.
+        Some(LedgerEntry::Config { change, .. }) if change.validate().is_ok() => {
+            change.apply(&mut state.spec);
+            effects.reconfigured = true;
+        }
+        Some(LedgerEntry::Config { .. }) => {}
         Some(LedgerEntry::Drained { at }) if state.status == JobStatus::Cancelling => {
             let ends_as = state.ends_as.unwrap_or(JobStatus::Cancelled);
             end(state, ends_as, state.reason.clone(), *at, effects);
@@ -473,6 +482,31 @@ mod tests {
         let effects = fold(&mut state, &[(refused, false), (drained(), false)]);
         assert_eq!(effects.ended, Some(JobStatus::Failed));
         assert_eq!(state.reason.as_deref(), Some("HTTP 400: limit"));
+    }
+
+    #[test]
+    fn a_config_change_lands_in_the_spec_and_an_invalid_one_is_ignored() {
+        let mut state = job("continue");
+        let change = |json: &str| LedgerEntry::Config {
+            change: serde_json::from_str(json).unwrap(),
+            at: Utc::now(),
+        };
+        let effects = fold(
+            &mut state,
+            &[(
+                change(r#"{"concurrency": 20, "handler_timeout": "5s"}"#),
+                false,
+            )],
+        );
+        assert!(effects.reconfigured);
+        assert_eq!(state.spec.settings().concurrency, 20);
+        assert_eq!(
+            state.spec.handler_timeout().map(|t| t.get().as_secs()),
+            Some(5)
+        );
+        let effects = fold(&mut state, &[(change(r#"{"concurrency": 0}"#), false)]);
+        assert!(!effects.reconfigured);
+        assert_eq!(state.spec.settings().concurrency, 20);
     }
 
     #[test]

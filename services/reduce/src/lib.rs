@@ -46,7 +46,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     ));
     let wants = |state: &JobState| !state.status.is_terminal();
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
-        let (bus, owner, job) = (bus.clone(), instance.clone(), state.id.clone());
+        let job = state.borrow().id.clone();
+        let (bus, owner) = (bus.clone(), instance.clone());
         let activity = activity.clone();
         async move {
             lease::contend_for_job(&bus, "reduce", &job, &owner, stop, |token| {

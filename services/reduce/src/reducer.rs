@@ -183,6 +183,12 @@ impl Reducer {
             stopping::pause_tasks(&self.bus, &self.job).await?;
             tracing::info!(job = %self.job, reason = next.reason.as_deref().unwrap_or(""), "job stopping; letting items in flight finish");
         }
+        if effects.reconfigured && next.status.is_active() {
+            // Before the checkpoint, so a crash in between re-applies it.
+            self.bus.ensure_task_consumer(&self.job, &next.spec).await?;
+            let s = next.spec.settings();
+            tracing::info!(job = %self.job, concurrency = s.concurrency, max_retries = s.max_retries, handler_timeout = ?next.spec.handler_timeout(), "live settings changed");
+        }
         self.checkpoint(next).await?;
         if effects.ended.is_some() {
             self.finish().await?;

@@ -1,9 +1,11 @@
 //! Jobs: the spec users submit, its validation, and the state jetflow keeps.
 
+pub mod live;
 pub mod spec;
 pub mod state;
 pub mod validate;
 
+pub use live::ConfigChange;
 pub use spec::{
     BatchSettings, FailurePolicy, HandlerSpec, HttpHandler, HttpSource, InlineItem, ItemId,
     JobSpec, Preset, Settings, SourceSpec,

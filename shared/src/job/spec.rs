@@ -352,6 +352,14 @@ pub enum FailurePolicy {
 pub const RATIO_MIN_ITEMS: u64 = 20;
 
 impl JobSpec {
+    /// How long one handler call may take, for handlers that have a timeout.
+    pub fn handler_timeout(&self) -> Option<HumanDuration> {
+        match &self.handler {
+            HandlerSpec::Http(http) => Some(http.timeout),
+            _ => None,
+        }
+    }
+
     /// The resolved settings: explicit fields over the preset's.
     pub fn settings(&self) -> Settings {
         let p = self.preset.unwrap_or_default().settings();

@@ -24,7 +24,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),
@@ -50,8 +50,8 @@ pub enum Invalid {
 
 /// Limits that keep one job from hurting the others.
 const MAX_FETCH_SIZE: u32 = 10_000;
-const MAX_CONCURRENCY: u32 = 100_000;
-const MAX_RETRIES: u32 = 100;
+pub(crate) const MAX_CONCURRENCY: u32 = 100_000;
+pub(crate) const MAX_RETRIES: u32 = 100;
 const MAX_INFLIGHT_BATCHES: u32 = 10_000;
 
 /// Parses and validates a submission. `new_id` is called for a job without
@@ -235,7 +235,7 @@ fn http_url(field: &str, url: &str) -> Result<(), Rejection> {
     }
 }
 
-fn positive(field: &str, d: std::time::Duration) -> Result<(), Rejection> {
+pub(crate) fn positive(field: &str, d: std::time::Duration) -> Result<(), Rejection> {
     if d.is_zero() {
         Err(Rejection::new(field, "must be above zero"))
     } else {
@@ -243,7 +243,7 @@ fn positive(field: &str, d: std::time::Duration) -> Result<(), Rejection> {
     }
 }
 
-fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<(), Rejection> {
+pub(crate) fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<(), Rejection> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {

@@ -22,7 +22,7 @@ async fn breaker_states(env: &TestEnv) -> anyhow::Result<Vec<String>> {
         .into_iter()
         .flatten()
         .flat_map(|e| {
-            e["data"]["breakers"]
+            e["data"]["details"]["breakers"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()

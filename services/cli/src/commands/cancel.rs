@@ -1,12 +1,12 @@
 //! `jetflow cancel JOB`: what `nats pub jetflow.jobs.cancel.<job> ''` does,
 //! plus following the job until its in-flight items have finished.
 
-use anyhow::{bail, Context as _};
-use jetflow_shared::{codec, messages::CancelRequest, names, NatsArgs};
+use anyhow::Context as _;
+use jetflow_shared::{codec, messages::CancelRequest, NatsArgs};
 
 use crate::{
     commands::submit::{exit_code, print_final},
-    connect, exit, progress,
+    connect, exit, job_state, progress,
 };
 
 /// Arguments of `jetflow cancel`.
@@ -25,24 +25,8 @@ pub struct CancelArgs {
 }
 
 pub async fn run(args: CancelArgs) -> anyhow::Result<u8> {
-    if let Err(reason) = names::validate_job_id(&args.job) {
-        bail!("JOB: {reason}");
-    }
     let bus = connect::existing(&args.nats).await?;
-    if bus
-        .kv
-        .jobs
-        .get(&args.job)
-        .await
-        .context("reading job state")?
-        .is_none()
-    {
-        eprintln!(
-            "no job {:?} in namespace {:?}",
-            args.job, args.nats.namespace
-        );
-        return Ok(exit::FAILED);
-    }
+    job_state::load(&bus, &args.job).await?;
     let request = CancelRequest {
         reason: args.reason,
     };

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod cancel;
+pub mod config;
 pub mod dev;
 pub mod dlq;
 pub mod status;

@@ -1,9 +1,8 @@
 //! `jetflow status JOB`.
 
-use anyhow::Context as _;
-use jetflow_shared::{codec, job::JobState, NatsArgs};
+use jetflow_shared::NatsArgs;
 
-use crate::{connect, exit, render};
+use crate::{connect, exit, job_state, render};
 
 /// Arguments of `jetflow status`.
 #[derive(Debug, clap::Args)]
@@ -18,24 +17,8 @@ pub struct StatusArgs {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<u8> {
-    if let Err(reason) = jetflow_shared::names::validate_job_id(&args.job) {
-        anyhow::bail!("JOB: {reason}");
-    }
     let bus = connect::existing(&args.nats).await?;
-    let Some(raw) = bus
-        .kv
-        .jobs
-        .get(&args.job)
-        .await
-        .context("reading job state")?
-    else {
-        eprintln!(
-            "no job {:?} in namespace {:?}",
-            args.job, args.nats.namespace
-        );
-        return Ok(exit::FAILED);
-    };
-    let state: JobState = codec::decode_as(codec::Format::Json, &raw)?;
+    let state = job_state::load(&bus, &args.job).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&state)?);
     } else {

@@ -1,0 +1,146 @@
+//! Requests about a running job, each turned into an entry on the job's
+//! ledger, which the reducer folds like anything else — so the request is
+//! ordered with the job's results and survives any crash:
+//!
+//! - `<ns>.jobs.cancel.<job>` → `cancel` (an empty body is fine);
+//! - `<ns>.jobs.config.<job>` → `config`, a change of live settings
+//!   (`{"concurrency": 20}`), validated here.
+//!
+//! A request that cannot be used (bad body, unknown job) is dead-lettered
+//! with the reason; one for a job that has already ended is dropped.
+
+use async_nats::jetstream::{
+    consumer::{pull, AckPolicy},
+    kv::Operation,
+    Message,
+};
+use chrono::Utc;
+use jetflow_shared::{
+    codec, consume,
+    job::{ConfigChange, JobState},
+    messages::{CancelRequest, LedgerEntry},
+    names, Bus, Result, ResultExt,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Consumes cancel requests until `shutdown`.
+pub async fn cancels(bus: Bus, shutdown: CancellationToken) {
+    let config = pull::Config {
+        durable_name: Some(bus.names.cancel_consumer()),
+        filter_subject: bus.names.cancel_subject("*"),
+        ack_policy: AckPolicy::Explicit,
+        ..Default::default()
+    };
+    let stream = bus.names.jobs_stream();
+    consume::one_at_a_time(
+        &bus,
+        &stream,
+        config,
+        "cancel request",
+        &shutdown,
+        |bus, msg| async move { cancel(&bus, &msg).await },
+    )
+    .await
+}
+
+/// Consumes settings changes until `shutdown`.
+pub async fn config_changes(bus: Bus, shutdown: CancellationToken) {
+    let config = pull::Config {
+        durable_name: Some(bus.names.config_consumer()),
+        filter_subject: bus.names.config_subject("*"),
+        ack_policy: AckPolicy::Explicit,
+        ..Default::default()
+    };
+    let stream = bus.names.jobs_stream();
+    consume::one_at_a_time(
+        &bus,
+        &stream,
+        config,
+        "settings change",
+        &shutdown,
+        |bus, msg| async move { reconfigure(&bus, &msg).await },
+    )
+    .await
+}
+
+async fn cancel(bus: &Bus, msg: &Message) -> Result<()> {
+    let request = if msg.payload.iter().all(u8::is_ascii_whitespace) {
+        Ok(CancelRequest::default())
+    } else {
+        codec::decode::<CancelRequest>(msg.headers.as_ref(), &msg.payload)
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(err) => return refuse(bus, msg, &format!("bad cancel request: {err}")).await,
+    };
+    let Some(job) = running_job(bus, msg, "cancel").await? else {
+        return Ok(());
+    };
+    let entry = LedgerEntry::Cancel {
+        reason: request.reason,
+        at: Utc::now(),
+    };
+    bus.append_ledger(&job, &entry, &format!("{job}:cancel"))
+        .await?
+        .await
+        .ctx("recording the cancel request")?;
+    tracing::info!(job, "cancel requested");
+    Ok(())
+}
+
+async fn reconfigure(bus: &Bus, msg: &Message) -> Result<()> {
+    let change = codec::decode::<ConfigChange>(msg.headers.as_ref(), &msg.payload)
+        .map_err(|err| err.to_string())
+        .and_then(|change| {
+            change.validate().map_err(|r| r.to_string())?;
+            Ok(change)
+        });
+    let change = match change {
+        Ok(change) => change,
+        Err(err) => return refuse(bus, msg, &format!("bad settings change: {err}")).await,
+    };
+    let Some(job) = running_job(bus, msg, "settings change").await? else {
+        return Ok(());
+    };
+    // One ledger entry per request, however often it is redelivered.
+    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let entry = LedgerEntry::Config {
+        change: change.clone(),
+        at: Utc::now(),
+    };
+    bus.append_ledger(&job, &entry, &format!("{job}:config:{seq}"))
+        .await?
+        .await
+        .ctx("recording the settings change")?;
+    tracing::info!(job, ?change, "settings change requested");
+    Ok(())
+}
+
+/// The job a request on `<ns>.jobs.<kind>.<job>` is for, if it is still
+/// running; dead-letters requests for invalid or unknown jobs.
+async fn running_job(bus: &Bus, msg: &Message, what: &str) -> Result<Option<String>> {
+    let job = msg.subject.as_str().rsplit('.').next().unwrap_or_default();
+    if names::validate_job_id(job).is_err() {
+        refuse(bus, msg, &format!("{what} for an invalid job id")).await?;
+        return Ok(None);
+    }
+    let state = match bus.kv.jobs.entry(job).await.ctx("reading job state")? {
+        Some(entry) if entry.operation == Operation::Put => {
+            codec::decode_as::<JobState>(codec::Format::Json, &entry.value)?
+        }
+        _ => {
+            refuse(bus, msg, &format!("{what} for unknown job {job:?}")).await?;
+            return Ok(None);
+        }
+    };
+    if !state.status.is_active() {
+        tracing::info!(job, status = %state.status, "{what} for a job that is already stopping or ended");
+        return Ok(None);
+    }
+    Ok(Some(job.to_string()))
+}
+
+async fn refuse(bus: &Bus, msg: &Message, reason: &str) -> Result<()> {
+    let job = msg.subject.as_str().rsplit('.').next();
+    bus.dead_letter_message("fetch", job, reason, msg).await
+}
