@@ -6,6 +6,7 @@
 //! - [`messages`] — batches, tasks, ledger entries and events between the stages.
 //! - [`config`], [`connect`], [`provision`], [`bus`] — getting a service onto NATS.
 //! - [`consume`] — durable work-queue consumers that ack each message exactly once.
+//! - [`scan`] — one pass over a bucket's keys, in flat memory.
 //! - [`lease`], [`watch`], [`supervisor`] — per-job work, owned by one instance at a time.
 //! - [`limits`], [`janitor`] — poison input: size limits, strays for unknown jobs.
 //! - [`retry`] — backoff delays for durable retries.
@@ -30,6 +31,7 @@ pub mod micro;
 pub mod names;
 pub mod provision;
 pub mod retry;
+pub mod scan;
 pub mod service;
 pub mod signals;
 pub mod supervisor;

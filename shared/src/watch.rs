@@ -104,24 +104,30 @@ impl KvWatch {
     }
 
     fn change(&mut self, msg: &jetstream::Message) -> KvChange {
-        let revision = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-        self.last_revision = self.last_revision.max(revision);
-        let key = msg
-            .subject
-            .as_str()
-            .strip_prefix(&self.prefix)
-            .unwrap_or_default()
-            .to_string();
-        let deleted = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("KV-Operation"))
-            .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
-        KvChange {
-            key,
-            revision,
-            value: (!deleted).then(|| msg.payload.clone()),
-        }
+        let change = kv_change(&self.prefix, msg);
+        self.last_revision = self.last_revision.max(change.revision);
+        change
+    }
+}
+
+/// The change a message of a bucket's stream (subjects `prefix` + key) is.
+pub(crate) fn kv_change(prefix: &str, msg: &jetstream::Message) -> KvChange {
+    let revision = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+    let key = msg
+        .subject
+        .as_str()
+        .strip_prefix(prefix)
+        .unwrap_or_default()
+        .to_string();
+    let deleted = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+    KvChange {
+        key,
+        revision,
+        value: (!deleted).then(|| msg.payload.clone()),
     }
 }
 

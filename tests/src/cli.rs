@@ -57,3 +57,66 @@ pub async fn ok(nats: &NatsArgs, args: &[&str]) -> anyhow::Result<String> {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// What [`run_measured`] saw.
+#[derive(Debug)]
+pub struct Measured {
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Everything printed on stdout.
+    pub stdout: Vec<u8>,
+    /// Everything printed on stderr.
+    pub stderr: Vec<u8>,
+    /// The process's peak resident set size, in KiB (`ru_maxrss`).
+    pub peak_rss_kib: i64,
+}
+
+/// Runs `jetflow args…` against `nats` to the end and reports its peak RSS,
+/// from `wait4(2)` — exact, and unaffected by other processes. Blocking:
+/// call it from `spawn_blocking`.
+pub fn run_measured(nats: &NatsArgs, args: &[&str]) -> anyhow::Result<Measured> {
+    use std::io::Read;
+    let mut child = std::process::Command::new(binary("jetflow")?)
+        .args(args)
+        .env("NATS_URL", nats.nats_url.join(","))
+        .env("JETFLOW_NAMESPACE", &nats.namespace)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting jetflow")?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own unreaped child, with valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    anyhow::ensure!(pid > 0, "wait4: {}", std::io::Error::last_os_error());
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    Ok(Measured {
+        code,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        peak_rss_kib: usage.ru_maxrss,
+    })
+}

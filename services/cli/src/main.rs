@@ -29,6 +29,8 @@ enum Command {
     Submit(commands::submit::SubmitArgs),
     /// Show a job's state.
     Status(commands::status::StatusArgs),
+    /// Every item's outcome, streamed (JSON Lines or CSV).
+    Results(commands::results::ResultsArgs),
     /// Cancel a job: no new item starts, items in flight finish.
     Cancel(commands::cancel::CancelArgs),
     /// Dead letters: list, show, replay, purge.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => commands::dev::run(args).await,
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
+            Command::Results(args) => commands::results::run(args).await,
             Command::Cancel(args) => commands::cancel::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Config(args) => commands::config::run(args).await,

@@ -13,5 +13,6 @@ mod poison;
 mod processes;
 mod rejection;
 mod replay;
+mod results;
 mod stopping;
 mod workers;

@@ -4,6 +4,7 @@ pub mod cancel;
 pub mod config;
 pub mod dev;
 pub mod dlq;
+pub mod results;
 pub mod status;
 pub mod submit;
 pub mod workers;
