@@ -78,7 +78,7 @@ pub async fn run(args: ResultsArgs) -> anyhow::Result<u8> {
 
 enum Output<W: Write> {
     Json(std::io::BufWriter<W>),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
 }
 
 impl<W: Write> Output<W> {
@@ -88,7 +88,7 @@ impl<W: Write> Output<W> {
             Format::Csv => {
                 let mut csv = csv::Writer::from_writer(w);
                 csv.write_record(COLUMNS)?;
-                Output::Csv(csv)
+                Output::Csv(Box::new(csv))
             }
         })
     }
