@@ -11,6 +11,7 @@
 //! - [`limits`], [`janitor`] — poison input: size limits, strays for unknown jobs.
 //! - [`retry`] — backoff delays for durable retries.
 //! - [`activity`], [`micro`] — what an instance is doing, served as a NATS micro service.
+//! - [`gc`] — removing finished jobs (`jetflow gc`, automatic retention).
 //! - [`telemetry`] — logging.
 
 pub mod activity;
@@ -21,6 +22,7 @@ pub mod connect;
 pub mod consume;
 pub mod duration;
 pub mod error;
+pub mod gc;
 pub mod headers;
 pub mod janitor;
 pub mod job;

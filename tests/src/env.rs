@@ -47,6 +47,11 @@ impl TestEnv {
 
     /// Starts the four services in-process.
     pub fn start_services(&self) {
+        self.start_services_with(jetflow_reduce::Config::new(self.nats.clone()));
+    }
+
+    /// Starts the four services in-process, reduce with `reduce`'s settings.
+    pub fn start_services_with(&self, reduce: jetflow_reduce::Config) {
         let nats = self.nats.clone();
         let s = self.shutdown.clone();
         let fetch = jetflow_fetch::Config { nats: nats.clone() };
@@ -61,7 +66,6 @@ impl TestEnv {
         self.services
             .spawn(async move { expect_clean("migrate", jetflow_migrate::run(migrate, s).await) });
         let s = self.shutdown.clone();
-        let reduce = jetflow_reduce::Config { nats };
         self.services
             .spawn(async move { expect_clean("reduce", jetflow_reduce::run(reduce, s).await) });
     }

@@ -27,6 +27,8 @@ enum Command {
     Dev(commands::dev::DevArgs),
     /// Submit a job from a JSON file (`-` for stdin) and print its id.
     Submit(commands::submit::SubmitArgs),
+    /// List jobs, filtered by status and label.
+    Jobs(commands::jobs::JobsArgs),
     /// Show a job's state.
     Status(commands::status::StatusArgs),
     /// Every item's outcome, streamed (JSON Lines or CSV).
@@ -35,6 +37,8 @@ enum Command {
     Cancel(commands::cancel::CancelArgs),
     /// Dead letters: list, show, replay, purge.
     Dlq(commands::dlq::DlqArgs),
+    /// Remove jobs that finished long ago, with everything kept of them.
+    Gc(commands::gc::GcArgs),
     /// A running job's live settings: get, or set without restarts.
     Config(commands::config::ConfigArgs),
     /// Live service instances and what each is doing (listed if they
@@ -72,10 +76,12 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(args) => commands::dev::run(args).await,
             Command::Submit(args) => commands::submit::run(args).await,
+            Command::Jobs(args) => commands::jobs::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
             Command::Results(args) => commands::results::run(args).await,
             Command::Cancel(args) => commands::cancel::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
+            Command::Gc(args) => commands::gc::run(args).await,
             Command::Config(args) => commands::config::run(args).await,
             Command::Workers(args) => commands::workers::run(args).await,
         }

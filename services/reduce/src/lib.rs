@@ -6,6 +6,7 @@
 //! - [`fold`] — the pure fold from ledger entries to job state.
 //! - [`announce`] — batch records, events and log lines derived from a fold.
 //! - [`stopping`] — cancel, timeout and failure policies: drain, then end.
+//! - [`retention`] — removing jobs that finished long ago.
 //!
 //! Why no crash can make it count an item twice or lose one:
 //! docs/exactly-once.md.
@@ -14,10 +15,12 @@ pub mod announce;
 pub mod fold;
 pub mod outcomes;
 pub mod reducer;
+pub mod retention;
 pub mod stopping;
 
 use jetflow_shared::{
-    activity::Activity, job::JobState, lease, micro, supervisor, Bus, NatsArgs, Result,
+    activity::Activity, duration::HumanDuration, job::JobState, lease, micro, supervisor, Bus,
+    Error, NatsArgs, Result,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +30,39 @@ pub struct Config {
     /// NATS connection and namespace.
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// Finished jobs are removed this long after they ended (`off` keeps
+    /// them until `jetflow gc`).
+    #[arg(long, env = "JETFLOW_RETENTION", default_value = "7d")]
+    pub retention: Retention,
+    /// How often retention looks for expired jobs.
+    #[arg(long, env = "JETFLOW_GC_EVERY", default_value = "10m")]
+    pub gc_every: HumanDuration,
+}
+
+impl Config {
+    /// Defaults with `nats`.
+    pub fn new(nats: NatsArgs) -> Self {
+        Self {
+            nats,
+            retention: Retention(Some(HumanDuration::from_secs(7 * 86_400))),
+            gc_every: HumanDuration::from_secs(600),
+        }
+    }
+}
+
+/// A retention period, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention(pub Option<HumanDuration>);
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "off" | "never" => Ok(Retention(None)),
+            other => other.parse().map(|d| Retention(Some(d))),
+        }
+    }
 }
 
 /// Runs the reduce stage until `shutdown` is cancelled.
@@ -36,6 +72,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     tracing::info!(namespace = bus.names.namespace(), instance, "reduce ready");
     let activity = Activity::new("reduce", &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
+    if config.gc_every.get().is_zero() {
+        return Err(Error::Config("--gc-every: must be above zero".into()));
+    }
+    let retention = config.retention.0.map(|period| {
+        tokio::spawn(retention::run(
+            bus.clone(),
+            instance.clone(),
+            period.get(),
+            config.gc_every.get(),
+            shutdown.clone(),
+        ))
+    });
 
     let janitor = tokio::spawn(jetflow_shared::janitor::run(
         bus.clone(),
@@ -63,5 +111,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     })
     .await;
     let _ = tokio::join!(janitor, service);
+    if let Some(retention) = retention {
+        let _ = retention.await;
+    }
     Ok(())
 }

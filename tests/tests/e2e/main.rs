@@ -6,6 +6,7 @@ mod bench_smoke;
 mod breaker;
 mod chaos;
 mod cli;
+mod gc;
 mod live_config;
 mod nats_faults;
 mod pipeline;

@@ -90,7 +90,7 @@ fn start_services(nats: &NatsArgs, shutdown: &CancellationToken) -> TaskTracker 
     let fetch = jetflow_fetch::Config { nats: nats.clone() };
     let batch = jetflow_batch::Config::new(nats.clone());
     let migrate = jetflow_migrate::Config::new(nats.clone());
-    let reduce = jetflow_reduce::Config { nats: nats.clone() };
+    let reduce = jetflow_reduce::Config::new(nats.clone());
     let s = shutdown.clone();
     tasks.spawn(async move { report("fetch")(jetflow_fetch::run(fetch, s).await) });
     let s = shutdown.clone();

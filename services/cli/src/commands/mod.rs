@@ -4,6 +4,8 @@ pub mod cancel;
 pub mod config;
 pub mod dev;
 pub mod dlq;
+pub mod gc;
+pub mod jobs;
 pub mod results;
 pub mod status;
 pub mod submit;
