@@ -74,7 +74,7 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<u8> {
             rows.push(row(state));
         }
     }
-    rows.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if rows.is_empty() {
