@@ -31,6 +31,8 @@ enum Command {
     Jobs(commands::jobs::JobsArgs),
     /// Show a job's state.
     Status(commands::status::StatusArgs),
+    /// Follow a job live (bars for the job and its active batches) until it ends.
+    Watch(commands::watch::WatchArgs),
     /// Every item's outcome, streamed (JSON Lines or CSV).
     Results(commands::results::ResultsArgs),
     /// Cancel a job: no new item starts, items in flight finish.
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Jobs(args) => commands::jobs::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
+            Command::Watch(args) => commands::watch::run(args).await,
             Command::Results(args) => commands::results::run(args).await,
             Command::Cancel(args) => commands::cancel::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,

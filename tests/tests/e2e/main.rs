@@ -16,4 +16,5 @@ mod rejection;
 mod replay;
 mod results;
 mod stopping;
+mod watch;
 mod workers;

@@ -9,4 +9,5 @@ pub mod jobs;
 pub mod results;
 pub mod status;
 pub mod submit;
+pub mod watch;
 pub mod workers;
