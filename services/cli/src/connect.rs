@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use jetflow_shared::{Bus, NatsArgs};
+use jetflow_shared::{Bus, Names, NatsArgs};
 use tokio_util::sync::CancellationToken;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +23,26 @@ pub async fn existing(args: &NatsArgs) -> anyhow::Result<Bus> {
         Bus::open(args, "jetflow-cli", &token).await
     })
     .await
+}
+
+/// Just the connection, JetStream and the names: for `health`, which must
+/// report missing streams and buckets rather than fail on them.
+pub async fn bare(
+    args: &NatsArgs,
+) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context, Names)> {
+    let names = args.validate()?;
+    let token = CancellationToken::new();
+    let deadline = token.clone();
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(CONNECT_TIMEOUT).await;
+        deadline.cancel();
+    });
+    let client = jetflow_shared::connect::connect(args, "jetflow-cli", &token).await;
+    timer.abort();
+    let client =
+        client.with_context(|| format!("cannot reach NATS at {}", args.nats_url.join(",")))?;
+    let js = async_nats::jetstream::new(client.clone());
+    Ok((client, js, names))
 }
 
 async fn with_deadline<'a, F, Fut>(args: &'a NatsArgs, connect: F) -> anyhow::Result<Bus>

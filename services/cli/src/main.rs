@@ -37,10 +37,15 @@ enum Command {
     Results(commands::results::ResultsArgs),
     /// Cancel a job: no new item starts, items in flight finish.
     Cancel(commands::cancel::CancelArgs),
+    /// A new job over the failed items of a finished one (label `retry_of`).
+    RetryFailed(commands::retry_failed::RetryFailedArgs),
     /// Dead letters: list, show, replay, purge.
     Dlq(commands::dlq::DlqArgs),
     /// Remove jobs that finished long ago, with everything kept of them.
     Gc(commands::gc::GcArgs),
+    /// Is everything there and moving: NATS, streams, consumers (lag),
+    /// buckets, instances, breakers. Exits 1 if not.
+    Health(commands::health::HealthArgs),
     /// A running job's live settings: get, or set without restarts.
     Config(commands::config::ConfigArgs),
     /// Live service instances and what each is doing (listed if they
@@ -83,8 +88,10 @@ fn main() -> ExitCode {
             Command::Watch(args) => commands::watch::run(args).await,
             Command::Results(args) => commands::results::run(args).await,
             Command::Cancel(args) => commands::cancel::run(args).await,
+            Command::RetryFailed(args) => commands::retry_failed::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Gc(args) => commands::gc::run(args).await,
+            Command::Health(args) => commands::health::run(args).await,
             Command::Config(args) => commands::config::run(args).await,
             Command::Workers(args) => commands::workers::run(args).await,
         }

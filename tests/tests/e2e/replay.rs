@@ -83,3 +83,76 @@ async fn replaying_the_dlq_after_a_fix_turns_a_partial_job_completed() -> anyhow
     env.stop_services().await?;
     Ok(())
 }
+
+/// `retry-failed`: a new job, linked to the old one, over exactly its
+/// failed items — with the data the handler saw, from the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_failed_runs_exactly_the_failed_items_as_a_linked_job() -> anyhow::Result<()> {
+    let env = TestEnv::start("retry").await?;
+    let mock = MockAgents::start(MockAgentsConfig {
+        agents: 400,
+        permanent_rate: 0.05,
+        seed: 4,
+        ..Default::default()
+    })
+    .await?;
+    let broken = mock.permanent_failures();
+    assert!(!broken.is_empty());
+    let spec = jobs::agents_job("flaky", &mock, json!({}));
+    jobs::submit_plain(&env.bus, spec.to_string().as_bytes()).await?;
+    let first = jobs::wait_for_end(&env.bus, "flaky").await?;
+    assert_eq!(first.failed, broken.len() as u64);
+
+    mock.set_permanent_rate(0.0)?; // the fix
+    let out = cli::run_in(
+        &env.nats,
+        &["retry-failed", "flaky", "--wait"],
+        jobs::JOB_DEADLINE,
+    )
+    .await?;
+    let (stdout, stderr) = (cli::text(&out.stdout), cli::text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("submitted flaky-retry-1"), "{stderr}");
+    let retry = jobs::wait_for_end(&env.bus, "flaky-retry-1").await?;
+    assert_eq!(
+        (retry.status, retry.total, retry.succeeded),
+        (
+            JobStatus::Completed,
+            broken.len() as u64,
+            broken.len() as u64
+        )
+    );
+    assert_eq!(
+        retry.spec.labels.get("retry_of").map(String::as_str),
+        Some("flaky")
+    );
+    let records = jobs::item_records(&env.bus, "flaky-retry-1").await?;
+    let mut retried: Vec<String> = records.into_keys().collect();
+    retried.sort();
+    assert_eq!(retried, broken, "exactly the failed items");
+    // The items carry the data the first run's handler saw (the agent).
+    let stored: serde_json::Value = serde_json::from_slice(
+        &env.bus
+            .kv
+            .specs
+            .get("flaky-retry-1")
+            .await?
+            .context("spec")?,
+    )?;
+    let items = stored["source"]["items"].as_array().context("items")?;
+    assert!(
+        items.iter().all(|i| i["data"]["id"] == i["id"]),
+        "{items:?}"
+    );
+    assert_eq!(mock.stats().migrated, 400);
+
+    // An unknown job is named.
+    let out = cli::run_in(&env.nats, &["retry-failed", "nope"], cli::CLI_DEADLINE).await?;
+    assert!(
+        cli::text(&out.stderr).contains("no job \"nope\""),
+        "{}",
+        cli::text(&out.stderr)
+    );
+    env.stop_services().await?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! `jetflow health`: is everything jetflow needs there and moving?
+//!
+//! NATS reachable (round trip), every stream and bucket present (messages,
+//! bytes), every durable consumer present with its lag (pending) and work
+//! in hand (ack pending, redelivered), the service instances answering per
+//! stage, and any circuit breaker that is not closed. Exits 1 when
+//! something is missing, so it can back a readiness probe.
+
+use std::time::{Duration, Instant};
+
+use jetflow_shared::{micro, provision, NatsArgs};
+use serde::Serialize;
+
+use crate::{connect, exit, render};
+
+/// Arguments of `jetflow health`.
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// The health report (also `--json`'s shape).
+#[derive(Debug, Default, Serialize)]
+struct Health {
+    healthy: bool,
+    nats_rtt_ms: f64,
+    streams: Vec<Thing>,
+    consumers: Vec<Thing>,
+    buckets: Vec<Thing>,
+    instances: Vec<Thing>,
+    breakers: Vec<Thing>,
+    problems: Vec<String>,
+}
+
+/// One checked thing: its name and what was measured.
+#[derive(Debug, Serialize)]
+struct Thing {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
+    let (client, js, names) = connect::bare(&args.nats).await?;
+    let names = &names;
+    let mut health = Health::default();
+
+    let started = Instant::now();
+    client.flush().await?;
+    health.nats_rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    for config in provision::stream_configs(names, 1) {
+        let thing = match js.get_stream(&config.name).await {
+            Ok(mut stream) => match stream.info().await {
+                Ok(info) => Thing {
+                    name: config.name.clone(),
+                    ok: true,
+                    detail: format!(
+                        "{} messages, {} bytes, {} consumers, R{}",
+                        info.state.messages,
+                        info.state.bytes,
+                        info.state.consumer_count,
+                        info.config.num_replicas
+                    ),
+                },
+                Err(err) => missing(&config.name, err),
+            },
+            Err(err) => missing(&config.name, err),
+        };
+        health.streams.push(thing);
+    }
+    let durable = [
+        (names.jobs_stream(), names.fetch_consumer()),
+        (names.jobs_stream(), names.cancel_consumer()),
+        (names.jobs_stream(), names.config_consumer()),
+        (names.batches_stream(), names.batch_consumer()),
+    ];
+    for (stream, consumer) in durable {
+        health
+            .consumers
+            .push(consumer_health(&js, &stream, &consumer, true).await);
+    }
+    // Every job's task consumer: lag is the job's items not yet handed out.
+    if let Ok(stream) = js.get_stream(names.tasks_stream()).await {
+        use futures::StreamExt;
+        let mut consumers = stream.consumers();
+        while let Some(Ok(info)) = consumers.next().await {
+            if info.name.starts_with("task_") {
+                health
+                    .consumers
+                    .push(consumer_thing(&names.tasks_stream(), &info));
+            }
+        }
+    }
+    for config in provision::bucket_configs(names, 1) {
+        let thing = match js.get_key_value(&config.bucket).await {
+            Ok(store) => match store.status().await {
+                Ok(status) => Thing {
+                    name: config.bucket.clone(),
+                    ok: true,
+                    detail: format!("{} values", status.values()),
+                },
+                Err(err) => missing(&config.bucket, err),
+            },
+            Err(err) => missing(&config.bucket, err),
+        };
+        health.buckets.push(thing);
+    }
+
+    let reports = micro::gather(&client, names.namespace(), Duration::from_secs(1)).await?;
+    for stage in ["fetch", "batch", "migrate", "reduce"] {
+        let count = reports.iter().filter(|r| r.stage == stage).count();
+        health.instances.push(Thing {
+            name: stage.to_string(),
+            ok: count > 0,
+            detail: format!("{count} instance(s)"),
+        });
+    }
+    for report in &reports {
+        for breaker in report.details["breakers"].as_array().into_iter().flatten() {
+            let state = breaker["state"].as_str().unwrap_or("?");
+            health.breakers.push(Thing {
+                name: format!(
+                    "{} ({})",
+                    breaker["target"].as_str().unwrap_or("?"),
+                    report.instance
+                ),
+                ok: state == "closed",
+                detail: state.to_string(),
+            });
+        }
+    }
+
+    let groups = [
+        ("stream", &health.streams),
+        ("consumer", &health.consumers),
+        ("bucket", &health.buckets),
+        ("stage", &health.instances),
+    ];
+    let mut problems = Vec::new();
+    for (kind, things) in groups {
+        for thing in things.iter().filter(|t| !t.ok) {
+            problems.push(format!("{kind} {}: {}", thing.name, thing.detail));
+        }
+    }
+    health.healthy = problems.is_empty();
+    health.problems = problems;
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&health)?);
+    } else {
+        print!("{}", table(&health));
+    }
+    Ok(if health.healthy {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+fn missing(name: &str, err: impl std::fmt::Display) -> Thing {
+    Thing {
+        name: name.to_string(),
+        ok: false,
+        detail: format!("missing: {err}"),
+    }
+}
+
+async fn consumer_health(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    consumer: &str,
+    required: bool,
+) -> Thing {
+    let info = async {
+        let stream = js.get_stream(stream).await?;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .get_consumer(consumer)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        anyhow::Ok(consumer.info().await?.clone())
+    };
+    match info.await {
+        Ok(info) => consumer_thing(stream, &info),
+        Err(err) => Thing {
+            name: format!("{stream} > {consumer}"),
+            ok: !required,
+            detail: format!("missing (is its service running?): {err}"),
+        },
+    }
+}
+
+fn consumer_thing(stream: &str, info: &async_nats::jetstream::consumer::Info) -> Thing {
+    let paused = if info.paused { ", paused" } else { "" };
+    Thing {
+        name: format!("{stream} > {}", info.name),
+        ok: true,
+        detail: format!(
+            "{} pending, {} ack pending, {} redelivered{paused}",
+            info.num_pending, info.num_ack_pending, info.num_redelivered
+        ),
+    }
+}
+
+fn table(h: &Health) -> String {
+    let mut rows = vec![["".to_string(), "WHAT".into(), "STATE".into()]];
+    rows.push([
+        "ok".into(),
+        "nats".into(),
+        format!("reachable, round trip {:.1} ms", h.nats_rtt_ms),
+    ]);
+    for (kind, things) in [
+        ("stream", &h.streams),
+        ("consumer", &h.consumers),
+        ("bucket", &h.buckets),
+        ("stage", &h.instances),
+        ("breaker", &h.breakers),
+    ] {
+        for t in things {
+            rows.push([
+                if t.ok { "ok" } else { "FAIL" }.to_string(),
+                format!("{kind} {}", t.name),
+                t.detail.clone(),
+            ]);
+        }
+    }
+    let mut out = render::columns(&rows);
+    out.push_str(if h.healthy {
+        "healthy\n"
+    } else {
+        "UNHEALTHY\n"
+    });
+    out
+}
