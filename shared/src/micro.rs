@@ -64,9 +64,10 @@ pub async fn serve(
         .start(service_name(stage), env!("CARGO_PKG_VERSION"))
         .await
         .ctx("registering the micro service")?;
-    let group = service.group(bus.names.service_group(stage));
-    let mut status = group
-        .endpoint("status")
+    let mut status = service
+        .endpoint_builder()
+        .name("status")
+        .add(format!("{}.status", bus.names.service_group(stage)))
         .await
         .ctx("adding the status endpoint")?;
     loop {

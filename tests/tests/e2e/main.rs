@@ -9,6 +9,7 @@ mod cli;
 mod gc;
 mod live_config;
 mod nats_faults;
+mod operations;
 mod pipeline;
 mod poison;
 mod processes;
