@@ -86,18 +86,25 @@ impl Bus {
     /// is the job's concurrency, enforced by the server across every
     /// migrate instance.
     pub async fn ensure_task_consumer(&self, job: &str, spec: &JobSpec) -> Result<()> {
-        let handler_timeout = match &spec.handler {
-            HandlerSpec::Http(http) => http.timeout.get(),
-            _ => Duration::from_secs(30),
-        };
         let name = self.names.task_consumer(job);
+        // Long calls send progress acks; this bounds how long a crashed
+        // worker's item waits before another instance gets it. External
+        // workers get exactly the `ack_wait` the job asks for.
+        let ack_wait = match &spec.handler {
+            HandlerSpec::External(external) => external.ack_wait.get(),
+            _ => {
+                let timeout = spec
+                    .handler_timeout()
+                    .map(|t| t.get())
+                    .unwrap_or(Duration::from_secs(30));
+                Duration::from_secs(30).min(timeout + Duration::from_secs(5))
+            }
+        };
         let config = pull::Config {
             durable_name: Some(name.clone()),
             filter_subject: self.names.task_subject(job),
             ack_policy: AckPolicy::Explicit,
-            // Long calls send progress acks; this bounds how long a crashed
-            // worker's item waits before another instance gets it.
-            ack_wait: Duration::from_secs(30).min(handler_timeout + Duration::from_secs(5)),
+            ack_wait,
             max_ack_pending: i64::from(spec.settings().concurrency),
             ..Default::default()
         };

@@ -22,3 +22,6 @@ pub const ATTEMPTS: &str = "Jetflow-Attempts";
 pub const REPLAY: &str = "Jetflow-Replay";
 /// The subject the message was originally published to.
 pub const ORIGINAL_SUBJECT: &str = "Jetflow-Original-Subject";
+/// On a `nats` handler request: `<job>:<item>` (`<job>:<item>:<step>` for
+/// a step), what a worker de-duplicates its effect by.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";

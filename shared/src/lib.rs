@@ -12,6 +12,7 @@
 //! - [`retry`] — backoff delays for durable retries.
 //! - [`activity`], [`micro`] — what an instance is doing, served as a NATS micro service.
 //! - [`gc`] — removing finished jobs (`jetflow gc`, automatic retention).
+//! - [`worker`] — serving a `nats` handler in Rust: the handler is a function.
 //! - [`telemetry`] — logging.
 
 pub mod activity;
@@ -40,6 +41,7 @@ pub mod supervisor;
 pub mod telemetry;
 pub mod text;
 pub mod watch;
+pub mod worker;
 
 pub use bus::{Bus, DeadLetter};
 pub use config::{LogArgs, LogFormat, NatsArgs};

@@ -57,7 +57,15 @@ pub struct ItemResult {
     /// Handler output worth keeping.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub output: Value,
+    /// For a `steps` handler that failed: the step that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// For a `steps` handler: each finished step's output, in order (the
+    /// seeds' "messages so far").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<StepOutput>,
     /// Handler calls made (1 = no retry).
+    #[serde(default = "one")]
     pub attempts: u32,
     /// Whether the item's task was sent to the DLQ.
     #[serde(default)]
@@ -66,9 +74,110 @@ pub struct ItemResult {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
     /// Duration of the last call, ms.
+    #[serde(default)]
     pub duration_ms: u64,
     /// When it finished.
+    #[serde(default = "Utc::now")]
     pub finished_at: DateTime<Utc>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What one step of a `steps` handler answered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepOutput {
+    /// The step's name.
+    pub step: String,
+    /// Its output.
+    #[serde(default)]
+    pub output: Value,
+}
+
+/// The request a `nats` handler (or step) receives for one item (JSON).
+/// Headers: `Jetflow-Job`, `Jetflow-Item`, `Idempotency-Key`
+/// (`<job>:<item>`, or `<job>:<item>:<step>` for a step) and `traceparent`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HandlerRequest {
+    /// Job id.
+    pub job: String,
+    /// The item.
+    pub item: Item,
+    /// The job's `params`.
+    #[serde(default)]
+    pub params: Value,
+    /// Which delivery of the item this is (1 = first).
+    pub attempt: u32,
+    /// The step, for a `steps` handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The previous step's output (null for a first step or a plain handler).
+    #[serde(default)]
+    pub input: Value,
+}
+
+/// A worker's reply to a [`HandlerRequest`] (JSON or MessagePack).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HandlerReply {
+    /// Whether the item's work succeeded.
+    pub ok: bool,
+    /// What it produced (kept in the item's outcome; passed to the next step).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub output: Value,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether trying again may succeed (timeouts, rate limits).
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+impl HandlerReply {
+    /// A success with `output`.
+    pub fn success(output: Value) -> Self {
+        Self {
+            ok: true,
+            output,
+            error: None,
+            retryable: false,
+        }
+    }
+
+    /// A failure; `retryable` says whether to try again.
+    pub fn failure(error: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            ok: false,
+            output: Value::Null,
+            error: Some(error.into()),
+            retryable,
+        }
+    }
+}
+
+/// The page request of a `nats` source (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PageRequest {
+    /// The cursor the previous page returned; null for the first page.
+    pub cursor: Option<String>,
+    /// Items wanted at most.
+    pub limit: u32,
+    /// Job id, for sources serving several jobs.
+    pub job: String,
+}
+
+/// A `nats` source's reply: a page, or an error that fails the job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PageReply {
+    /// The page's items: ids, or `{"id", "data"}` objects.
+    #[serde(default)]
+    pub items: Vec<crate::job::InlineItemOrId>,
+    /// The next cursor; absent, null or "" when this was the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+    /// Set when the source refuses: the job fails with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A fact about a job, on its ledger `<ns>.result.<job>`. The reducer folds
@@ -222,6 +331,38 @@ pub struct JobEvent {
     /// Failed items in scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<u64>,
+    /// Where the job's tasks wait (`accepted`, `started`): what external
+    /// workers pull from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<TaskQueue>,
+}
+
+/// Where a job's tasks wait: a durable pull consumer on the tasks stream.
+/// For an `external` job, workers in any language pull from it, ack each
+/// task once its result is on the job's ledger, and let the server
+/// redeliver what they do not ack (docs/protocol.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskQueue {
+    /// The stream, `<NS>_TASKS`.
+    pub stream: String,
+    /// The durable consumer, `task_<job>`.
+    pub consumer: String,
+    /// The subject tasks are on, `<ns>.task.<job>`.
+    pub subject: String,
+    /// Where results go: the job's ledger, `<ns>.result.<job>`.
+    pub results: String,
+}
+
+impl TaskQueue {
+    /// The task queue of `job` under `names`.
+    pub fn of(names: &crate::Names, job: &str) -> Self {
+        Self {
+            stream: names.tasks_stream(),
+            consumer: names.task_consumer(job),
+            subject: names.task_subject(job),
+            results: names.result_subject(job),
+        }
+    }
 }
 
 impl JobEvent {
@@ -236,6 +377,7 @@ impl JobEvent {
             total: None,
             succeeded: None,
             failed: None,
+            tasks: None,
         }
     }
 }
@@ -260,6 +402,11 @@ mod tests {
                 status: ItemStatus::Failed,
                 error: Some("HTTP 422".into()),
                 output: serde_json::json!({"a": 1}),
+                failed_step: Some("execute".into()),
+                messages: vec![StepOutput {
+                    step: "ensure".into(),
+                    output: serde_json::json!({"thread": "t-1"}),
+                }],
                 attempts: 2,
                 dead_lettered: true,
                 replay: false,

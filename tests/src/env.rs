@@ -1,6 +1,6 @@
 //! [`TestEnv`]: a nats-server and, optionally, the services in-process.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use jetflow_devkit::NatsServer;
@@ -9,8 +9,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// One test's world.
 pub struct TestEnv {
-    /// The nats-server (killed on drop).
-    pub server: NatsServer,
+    /// The nats-server (killed when the last env using it drops).
+    pub server: Arc<NatsServer>,
     /// Connection settings for this test's namespace.
     pub nats: NatsArgs,
     /// A client-side view of the namespace (provisioned).
@@ -23,7 +23,16 @@ impl TestEnv {
     /// A nats-server and a provisioned namespace, no services.
     pub async fn bare(prefix: &str) -> anyhow::Result<TestEnv> {
         init_logging();
-        let server = tokio::task::spawn_blocking(NatsServer::start).await??;
+        let server = Arc::new(tokio::task::spawn_blocking(NatsServer::start).await??);
+        Self::on(server, prefix).await
+    }
+
+    /// Another namespace on this env's nats-server, no services.
+    pub async fn beside(&self, prefix: &str) -> anyhow::Result<TestEnv> {
+        Self::on(self.server.clone(), prefix).await
+    }
+
+    async fn on(server: Arc<NatsServer>, prefix: &str) -> anyhow::Result<TestEnv> {
         let nats = NatsArgs::new([server.url()], &crate::unique_namespace(prefix));
         let shutdown = CancellationToken::new();
         let bus = Bus::connect(&nats, "jetflow-test", &shutdown)

@@ -8,7 +8,7 @@ use futures::future::{join_all, try_join_all};
 use jetflow_shared::{
     activity::Activity,
     codec, consume,
-    job::JobState,
+    job::{HandlerSpec, JobState},
     limits,
     messages::{BatchMessage, Item, LedgerEntry, TaskMessage},
     names::Names,
@@ -17,8 +17,8 @@ use jetflow_shared::{
 
 /// What to do with a batch message.
 enum Plan {
-    /// Publish these tasks, then record the dispatch.
-    Dispatch(BatchMessage),
+    /// Publish these tasks (in this format), then record the dispatch.
+    Dispatch(BatchMessage, codec::Format),
     /// The job is stopping or has ended: drop the batch.
     Drop,
     /// Not a batch we can use: dead-letter it with this reason.
@@ -33,9 +33,9 @@ pub async fn handle(bus: &Bus, activity: &Arc<Activity>, msg: Message) {
 async fn process(bus: &Bus, activity: &Arc<Activity>, msg: &Message) -> Result<()> {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
     match plan(bus, msg).await? {
-        Plan::Dispatch(batch) => {
+        Plan::Dispatch(batch, format) => {
             let _working = activity.start(&batch.job, format!("batch {}", batch.batch));
-            let published = dispatch(bus, batch, delivered > 1).await?;
+            let published = dispatch(bus, batch, format, delivered > 1).await?;
             activity.count("batches_dispatched", 1);
             activity.count("tasks_published", published as u64);
             Ok(())
@@ -95,11 +95,22 @@ async fn plan(bus: &Bus, msg: &Message) -> Result<Plan> {
         tracing::debug!(job = %batch.job, batch = batch.batch, status = %state.status, "job stopping or ended; dropping batch");
         return Ok(Plan::Drop);
     }
-    Ok(Plan::Dispatch(batch))
+    // Tasks external workers pull are JSON, readable with any client;
+    // migrate's own are MessagePack.
+    let format = match state.spec.handler {
+        HandlerSpec::External(_) => codec::Format::Json,
+        _ => codec::Format::MsgPack,
+    };
+    Ok(Plan::Dispatch(batch, format))
 }
 
 /// Publishes the batch's tasks; returns how many it published.
-async fn dispatch(bus: &Bus, batch: BatchMessage, redelivered: bool) -> Result<usize> {
+async fn dispatch(
+    bus: &Bus,
+    batch: BatchMessage,
+    format: codec::Format,
+    redelivered: bool,
+) -> Result<usize> {
     let (job, number) = (batch.job.clone(), batch.batch);
     let total = batch.items.len();
     let items = if redelivered {
@@ -117,9 +128,13 @@ async fn dispatch(bus: &Bus, batch: BatchMessage, redelivered: bool) -> Result<u
             batch: number,
             item,
         };
+        let (payload, content_type) = match format {
+            codec::Format::Json => (codec::to_json(&task), codec::JSON),
+            codec::Format::MsgPack => (codec::to_msgpack(&task), codec::MSGPACK),
+        };
         let publish = PublishMessage::build()
-            .payload(codec::to_msgpack(&task))
-            .header(jetflow_shared::headers::CONTENT_TYPE, codec::MSGPACK)
+            .payload(payload)
+            .header(jetflow_shared::headers::CONTENT_TYPE, content_type)
             .message_id(msg_id);
         acks.push(
             bus.js

@@ -17,7 +17,7 @@ use jetflow_shared::{
     codec, consume,
     job::{parse_submission, Invalid, JobSpec, JobState},
     limits,
-    messages::{EventKind, JobEvent},
+    messages::{EventKind, JobEvent, TaskQueue},
     Bus, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
@@ -92,14 +92,17 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_shared::Result<()> {
         Err(err) => return Err(err).ctx("storing job spec"),
     }
     bus.ensure_task_consumer(&id, &spec).await?;
-    let state = JobState::new(&spec, Utc::now());
+    let tasks = TaskQueue::of(&bus.names, &id);
+    let mut state = JobState::new(&spec, Utc::now());
+    state.tasks = Some(tasks.clone());
     match bus.kv.jobs.create(&id, codec::to_json(&state)).await {
         Ok(_) => {}
         Err(err) if err.kind() == CreateErrorKind::AlreadyExists => {}
         Err(err) => return Err(err).ctx("creating job state"),
     }
-    bus.publish_event(&JobEvent::new(&id, EventKind::Accepted), None)
-        .await?;
+    let mut accepted = JobEvent::new(&id, EventKind::Accepted);
+    accepted.tasks = Some(tasks);
+    bus.publish_event(&accepted, None).await?;
     let settings = spec.settings();
     tracing::info!(
         job = %id,

@@ -16,7 +16,7 @@ use jetflow_shared::{
     codec, headers,
     job::{FetchCheckpoint, JobSpec, JobState},
     lease::Work,
-    messages::{BatchMessage, EventKind, JobEvent, LedgerEntry},
+    messages::{BatchMessage, EventKind, JobEvent, LedgerEntry, TaskQueue},
     retry::retry_delay,
     watch::{KvChange, KvWatch},
     Bus, Error, Result, ResultExt,
@@ -85,10 +85,7 @@ impl Pager {
             _ => (FetchCheckpoint::default(), 0),
         };
         let http = reqwest::Client::new();
-        let Some(source) = Source::new(&spec.source, http) else {
-            tracing::error!(job, "source type cannot be paged by this version");
-            return Ok(None);
-        };
+        let source = Source::new(&spec.source, job, http, bus.client.clone());
         Ok(Some(Pager {
             bus: bus.clone(),
             activity,
@@ -141,9 +138,9 @@ impl Pager {
             .await?
             .await
             .ctx("recording start")?;
-        self.bus
-            .publish_event(&JobEvent::new(&self.job, EventKind::Started), None)
-            .await?;
+        let mut started = JobEvent::new(&self.job, EventKind::Started);
+        started.tasks = Some(TaskQueue::of(&self.bus.names, &self.job));
+        self.bus.publish_event(&started, None).await?;
         tracing::info!(job = %self.job, "fetching started");
         Ok(())
     }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::{
     breaker::Admission,
     decision::{decide, Decision},
-    handler::{self, HandlerError},
+    handler::{self, Call, HandlerError, Trail},
     worker::{Ack, JobContext},
 };
 
@@ -93,6 +93,8 @@ async fn already_done(ctx: &JobContext, task: &TaskMessage, delivery: &Delivery)
         status: ItemStatus::Succeeded,
         error: None,
         output: Value::Null,
+        failed_step: None,
+        messages: Vec::new(),
         attempts: 0,
         dead_lettered: false,
         replay: true,
@@ -114,11 +116,14 @@ async fn run_item(
     let attempt = delivery.attempt;
     let _working = ctx.activity.start(&ctx.job, task.item.id.as_str());
     let started = Instant::now();
-    let result = with_progress(msg, ack_wait, call(ctx, task)).await;
+    let (result, trail) = with_progress(msg, ack_wait, call(ctx, task, attempt)).await;
     let duration_ms = started.elapsed().as_millis() as u64;
-    match &result {
-        Err(HandlerError::Transient(_)) => ctx.breakers.failed(&ctx.target, Instant::now()),
-        Ok(_) | Err(HandlerError::Permanent(_)) => ctx.breakers.succeeded(&ctx.target),
+    // A chain of steps keeps a breaker per step target instead.
+    if !matches!(ctx.spec.handler, HandlerSpec::Steps { .. }) {
+        match &result {
+            Err(HandlerError::Transient(_)) => ctx.breakers.failed(&ctx.target, Instant::now()),
+            Ok(_) | Err(HandlerError::Permanent(_)) => ctx.breakers.succeeded(&ctx.target),
+        }
     }
     let (status, error, output) = match decide(result, attempt, &ctx.settings) {
         Decision::Retry { delay, error } => {
@@ -142,6 +147,8 @@ async fn run_item(
         dead_lettered: error.is_some(),
         error,
         output,
+        failed_step: trail.failed_step,
+        messages: trail.messages,
         attempts: attempt,
         replay: delivery.replay.is_some(),
         duration_ms,
@@ -211,16 +218,29 @@ async fn publish_result(ctx: &JobContext, result: ItemResult, replay: Option<&st
     Ok(())
 }
 
-async fn call(ctx: &JobContext, task: &TaskMessage) -> std::result::Result<Value, HandlerError> {
-    match &ctx.spec.handler {
-        HandlerSpec::Http(spec) => {
-            handler::http::call(&ctx.http, spec, &ctx.job, &task.item, &ctx.spec.params).await
-        }
-        other => Err(HandlerError::Permanent(format!(
-            "{:?} handlers are not supported by this version",
-            other.type_name()
-        ))),
-    }
+async fn call(
+    ctx: &JobContext,
+    task: &TaskMessage,
+    attempt: u32,
+) -> (std::result::Result<Value, HandlerError>, Trail) {
+    let call = Call {
+        job: &ctx.job,
+        item: &task.item,
+        params: &ctx.spec.params,
+        attempt,
+        step: None,
+        input: &Value::Null,
+    };
+    let result = match &ctx.spec.handler {
+        HandlerSpec::Http(spec) => handler::http::call(&ctx.http, spec, &call).await,
+        HandlerSpec::Nats(spec) => handler::nats::call(&ctx.bus.client, spec, &call).await,
+        HandlerSpec::Steps { steps } => return handler::steps::run(ctx, steps, call).await,
+        // Never pulled by migrate: external workers take these tasks.
+        HandlerSpec::External(_) => Err(HandlerError::Permanent(
+            "external jobs are worked by external workers, not migrate".into(),
+        )),
+    };
+    (result, Trail::default())
 }
 
 /// Holds a task back while its target's breaker is open: publishes it again

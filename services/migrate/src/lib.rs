@@ -17,8 +17,10 @@ pub mod worker;
 use std::{sync::Arc, time::Instant};
 
 use jetflow_shared::{
-    activity::Activity, duration::HumanDuration, job::JobState, micro, supervisor, Bus, Error,
-    NatsArgs, Result,
+    activity::Activity,
+    duration::HumanDuration,
+    job::{HandlerSpec, JobState},
+    micro, supervisor, Bus, Error, NatsArgs, Result,
 };
 
 use crate::breaker::{BreakerConfig, Breakers};
@@ -99,7 +101,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     );
 
     // A stopping job's worker stops pulling; its items in flight finish.
-    let wants = |state: &JobState| state.status.is_active();
+    // External jobs' tasks are for external workers.
+    let wants = |state: &JobState| {
+        state.status.is_active() && !matches!(state.spec.handler, HandlerSpec::External(_))
+    };
     supervisor::per_job(&bus, &shutdown, wants, |states, stop| {
         let context = worker::JobContext::new(
             bus.clone(),

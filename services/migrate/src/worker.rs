@@ -49,6 +49,7 @@ impl JobContext {
     ) -> Self {
         let target = match &state.spec.handler {
             HandlerSpec::Http(http) => http_target(&http.url),
+            HandlerSpec::Nats(nats) => format!("nats:{}", nats.subject),
             other => other.type_name().to_string(),
         };
         Self {

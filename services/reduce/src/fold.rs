@@ -326,6 +326,8 @@ mod tests {
             },
             error: (!ok).then(|| "HTTP 422".to_string()),
             output: serde_json::Value::Null,
+            failed_step: None,
+            messages: Vec::new(),
             attempts: 2,
             dead_lettered: !ok,
             replay: false,

@@ -57,6 +57,8 @@ async fn create_or_recognise(bus: &Bus, job: &str, seq: u64, result: &ItemResult
         status: result.status,
         error: result.error.clone(),
         output: result.output.clone(),
+        failed_step: result.failed_step.clone(),
+        messages: result.messages.clone(),
         attempts: result.attempts,
         duration_ms: result.duration_ms,
         finished_at: result.finished_at,

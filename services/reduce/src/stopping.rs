@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::Info;
 use chrono::Utc;
 use jetflow_shared::{
-    job::{HandlerSpec, JobState, JobStatus},
+    job::{JobState, JobStatus},
     messages::LedgerEntry,
     Bus, Result, ResultExt,
 };
@@ -86,10 +86,11 @@ async fn in_flight(bus: &Bus, job: &str) -> Result<usize> {
 /// A worker that died mid-call leaves its task pending until `ack_wait`; a
 /// handler cannot run longer than its timeout. Past both, stop waiting.
 fn drain_overdue(state: &JobState) -> bool {
-    let handler_timeout = match &state.spec.handler {
-        HandlerSpec::Http(http) => http.timeout.get(),
-        _ => Duration::from_secs(30),
-    };
+    let handler_timeout = state
+        .spec
+        .handler_timeout()
+        .map(|t| t.get())
+        .unwrap_or(Duration::from_secs(30));
     let grace = handler_timeout * 2 + Duration::from_secs(30);
     let since = state.stopping_since.unwrap_or(state.updated_at);
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);

@@ -99,8 +99,14 @@ impl ConfigChange {
         if let Some(r) = self.max_retries {
             spec.batch.max_retries = Some(r);
         }
-        if let (Some(t), HandlerSpec::Http(http)) = (self.handler_timeout, &mut spec.handler) {
-            http.timeout = t;
+        if let Some(t) = self.handler_timeout {
+            match &mut spec.handler {
+                HandlerSpec::Http(http) => http.timeout = t,
+                HandlerSpec::Nats(nats) => nats.timeout = t,
+                HandlerSpec::External(external) => external.ack_wait = t,
+                // Each step has its own timeout.
+                HandlerSpec::Steps { .. } => {}
+            }
         }
     }
 

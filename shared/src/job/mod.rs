@@ -7,8 +7,9 @@ pub mod validate;
 
 pub use live::ConfigChange;
 pub use spec::{
-    BatchSettings, FailurePolicy, HandlerSpec, HttpHandler, HttpSource, InlineItem, ItemId,
-    JobSpec, Preset, Settings, SourceSpec,
+    BatchSettings, ExternalHandler, FailurePolicy, HandlerSpec, HttpHandler, HttpSource,
+    InlineItem, InlineItemOrId, ItemId, JobSpec, NatsHandler, Preset, Settings, SourceSpec, Step,
+    StepCall,
 };
 pub use state::{
     BatchRecord, BatchStatus, ErrorSample, FetchCheckpoint, ItemOutcome, ItemStatus, JobState,

@@ -77,6 +77,9 @@ pub enum SourceSpec {
     Nats {
         /// The subject to request pages on.
         subject: String,
+        /// How long to wait for a page.
+        #[serde(default = "d_source_timeout")]
+        timeout: HumanDuration,
     },
 }
 
@@ -177,6 +180,31 @@ pub struct InlineItem {
     pub priority: Option<i32>,
 }
 
+/// An item as a source may give it: a bare id, or an object with `id`
+/// (and `data`, `priority`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum InlineItemOrId {
+    /// Just the id.
+    Id(ItemId),
+    /// The whole item.
+    Item(InlineItem),
+}
+
+impl InlineItemOrId {
+    /// As an inline item (a bare id has no data).
+    pub fn into_item(self) -> InlineItem {
+        match self {
+            InlineItemOrId::Id(id) => InlineItem {
+                id,
+                data: Value::Null,
+                priority: None,
+            },
+            InlineItemOrId::Item(item) => item,
+        }
+    }
+}
+
 /// What runs for each item.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -184,16 +212,14 @@ pub enum HandlerSpec {
     /// An HTTP call per item.
     Http(HttpHandler),
     /// A NATS request per item to workers in any language.
-    Nats {
-        /// Subject the workers serve.
-        subject: String,
-    },
-    /// Tasks wait on a durable consumer for external workers.
-    External {},
-    /// An ordered chain of steps.
+    Nats(NatsHandler),
+    /// Tasks wait on the job's durable consumer; workers in any language
+    /// pull them and publish results themselves.
+    External(ExternalHandler),
+    /// An ordered chain of steps, each seeing the previous one's output.
     Steps {
-        /// The steps.
-        steps: Vec<Value>,
+        /// The steps, in order.
+        steps: Vec<Step>,
     },
 }
 
@@ -202,9 +228,68 @@ impl HandlerSpec {
     pub fn type_name(&self) -> &'static str {
         match self {
             HandlerSpec::Http(_) => "http",
-            HandlerSpec::Nats { .. } => "nats",
-            HandlerSpec::External {} => "external",
+            HandlerSpec::Nats(_) => "nats",
+            HandlerSpec::External(_) => "external",
             HandlerSpec::Steps { .. } => "steps",
+        }
+    }
+}
+
+/// A NATS handler: one request per item on `subject`, served by workers in
+/// a queue group; the reply says `{"ok": true, "output": …}` or
+/// `{"ok": false, "error": …, "retryable": bool}` (see docs/protocol.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NatsHandler {
+    /// Subject the workers serve.
+    pub subject: String,
+    /// How long to wait for a reply.
+    #[serde(default = "d_handler_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// An external handler: workers pull the job's tasks from its durable
+/// consumer and publish each item's result on the job's ledger.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExternalHandler {
+    /// How long a worker may hold a task without acking (or sending a
+    /// progress ack) before the server redelivers it.
+    #[serde(default = "d_handler_timeout")]
+    pub ack_wait: HumanDuration,
+}
+
+/// One step of a `steps` handler.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Step {
+    /// The step's name (recorded with a failure): letters, digits, `_`, `-`.
+    pub name: String,
+    /// What the step calls: `{"type": "http", …}` or `{"type": "nats", …}`.
+    pub call: StepCall,
+    /// Retries of a transient failure of this step, in place, before the
+    /// item fails; the job's `batch.max_retries` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// First delay between this step's retries (doubling, with jitter);
+    /// the job's `batch.retry_backoff` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff: Option<HumanDuration>,
+}
+
+/// What a step calls.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepCall {
+    /// An HTTP call.
+    Http(HttpHandler),
+    /// A NATS request.
+    Nats(NatsHandler),
+}
+
+impl StepCall {
+    /// The call's timeout.
+    pub fn timeout(&self) -> HumanDuration {
+        match self {
+            StepCall::Http(http) => http.timeout,
+            StepCall::Nats(nats) => nats.timeout,
         }
     }
 }
@@ -352,11 +437,14 @@ pub enum FailurePolicy {
 pub const RATIO_MIN_ITEMS: u64 = 20;
 
 impl JobSpec {
-    /// How long one handler call may take, for handlers that have a timeout.
+    /// How long one handler call may take (for `steps`, the longest step;
+    /// for `external`, how long a worker may hold a task).
     pub fn handler_timeout(&self) -> Option<HumanDuration> {
         match &self.handler {
             HandlerSpec::Http(http) => Some(http.timeout),
-            _ => None,
+            HandlerSpec::Nats(nats) => Some(nats.timeout),
+            HandlerSpec::External(external) => Some(external.ack_wait),
+            HandlerSpec::Steps { steps } => steps.iter().map(|s| s.call.timeout()).max(),
         }
     }
 

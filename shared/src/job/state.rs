@@ -171,6 +171,9 @@ pub struct JobState {
     /// including this stream sequence.
     #[serde(default)]
     pub folded_seq: u64,
+    /// Where the job's tasks wait (external workers pull from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<crate::messages::TaskQueue>,
     /// The job as accepted, without inline items (those stay in the specs bucket).
     pub spec: JobSpec,
 }
@@ -205,6 +208,7 @@ impl JobState {
             open_batches: BTreeMap::new(),
             replaying: Default::default(),
             folded_seq: 0,
+            tasks: None,
             spec: spec.summary(),
         }
     }
@@ -305,6 +309,12 @@ pub struct ItemOutcome {
     /// What the handler answered, if anything worth keeping.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub output: Value,
+    /// For a `steps` handler that failed: the step that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// For a `steps` handler: each finished step's output, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<crate::messages::StepOutput>,
     /// Handler calls made.
     pub attempts: u32,
     /// Duration of the last call in milliseconds.

@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use async_nats::HeaderMap;
 use serde_json::Value;
 
-use super::spec::{FailurePolicy, HandlerSpec, JobSpec, SourceSpec};
+use super::spec::{
+    FailurePolicy, HandlerSpec, HttpHandler, JobSpec, NatsHandler, SourceSpec, StepCall,
+};
 use crate::{codec, names};
 
 /// A job that was refused, with the field at fault.
@@ -177,48 +179,101 @@ fn validate_source(source: &SourceSpec) -> Result<(), Rejection> {
         SourceSpec::Items { items } => {
             unique_ids("source.items", items.iter().map(|item| item.id.as_string()))
         }
-        SourceSpec::Nats { .. } => Err(Rejection::new(
-            "source.type",
-            "\"nats\" sources are not supported by this version yet",
-        )),
+        SourceSpec::Nats { subject, timeout } => {
+            nats_subject("source.subject", subject)?;
+            positive("source.timeout", timeout.get())
+        }
     }
 }
 
 fn validate_handler(handler: &HandlerSpec) -> Result<(), Rejection> {
     match handler {
-        HandlerSpec::Http(http) => {
-            http_url("handler.url", &http.url)?;
-            let method = http.method.to_ascii_uppercase();
-            if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+        HandlerSpec::Http(http) => validate_http("handler", http),
+        HandlerSpec::Nats(nats) => validate_nats("handler", nats),
+        HandlerSpec::External(external) => positive("handler.ack_wait", external.ack_wait.get()),
+        HandlerSpec::Steps { steps } => {
+            if steps.is_empty() {
                 return Err(Rejection::new(
-                    "handler.method",
-                    format!(
-                        "{:?} is not one of GET, POST, PUT, PATCH, DELETE",
-                        http.method
-                    ),
+                    "handler.steps",
+                    "must list at least one step",
                 ));
             }
-            if http.idempotency_header.is_empty() {
-                return Err(Rejection::new(
-                    "handler.idempotency_header",
-                    "must not be empty",
-                ));
+            let mut names = HashSet::new();
+            for (i, step) in steps.iter().enumerate() {
+                let field = format!("handler.steps[{i}]");
+                if !names::is_token(&step.name) {
+                    return Err(Rejection::new(
+                        format!("{field}.name"),
+                        format!("{:?} must be letters, digits, '_' or '-'", step.name),
+                    ));
+                }
+                if !names.insert(step.name.as_str()) {
+                    return Err(Rejection::new(
+                        format!("{field}.name"),
+                        format!("{:?} names two steps", step.name),
+                    ));
+                }
+                if let Some(retries) = step.max_retries {
+                    in_range(&format!("{field}.max_retries"), retries, 0, MAX_RETRIES)?;
+                }
+                match &step.call {
+                    StepCall::Http(http) => validate_http(&format!("{field}.call"), http)?,
+                    StepCall::Nats(nats) => validate_nats(&format!("{field}.call"), nats)?,
+                }
             }
-            if let Some(code) = http.retry_on.iter().find(|c| !(100..=599).contains(*c)) {
-                return Err(Rejection::new(
-                    "handler.retry_on",
-                    format!("{code} is not an HTTP status"),
-                ));
-            }
-            positive("handler.timeout", http.timeout.get())
+            Ok(())
         }
-        other => Err(Rejection::new(
-            "handler.type",
+    }
+}
+
+fn validate_http(at: &str, http: &HttpHandler) -> Result<(), Rejection> {
+    http_url(&format!("{at}.url"), &http.url)?;
+    let method = http.method.to_ascii_uppercase();
+    if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+        return Err(Rejection::new(
+            format!("{at}.method"),
             format!(
-                "{:?} handlers are not supported by this version yet",
-                other.type_name()
+                "{:?} is not one of GET, POST, PUT, PATCH, DELETE",
+                http.method
             ),
-        )),
+        ));
+    }
+    if http.idempotency_header.is_empty() {
+        return Err(Rejection::new(
+            format!("{at}.idempotency_header"),
+            "must not be empty",
+        ));
+    }
+    if let Some(code) = http.retry_on.iter().find(|c| !(100..=599).contains(*c)) {
+        return Err(Rejection::new(
+            format!("{at}.retry_on"),
+            format!("{code} is not an HTTP status"),
+        ));
+    }
+    positive(&format!("{at}.timeout"), http.timeout.get())
+}
+
+fn validate_nats(at: &str, nats: &NatsHandler) -> Result<(), Rejection> {
+    nats_subject(&format!("{at}.subject"), &nats.subject)?;
+    positive(&format!("{at}.timeout"), nats.timeout.get())
+}
+
+/// A subject one can publish to: dot-separated tokens, no wildcards.
+fn nats_subject(field: &str, subject: &str) -> Result<(), Rejection> {
+    let ok = !subject.is_empty()
+        && subject.split('.').all(|token| {
+            !token.is_empty()
+                && token != "*"
+                && token != ">"
+                && !token.chars().any(|c| c.is_whitespace())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            field,
+            format!("{subject:?} is not a subject one can publish to"),
+        ))
     }
 }
 

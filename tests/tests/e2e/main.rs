@@ -7,6 +7,7 @@ mod breaker;
 mod chaos;
 mod cli;
 mod gc;
+mod handlers;
 mod live_config;
 mod nats_faults;
 mod operations;

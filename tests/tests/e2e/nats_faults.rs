@@ -2,6 +2,7 @@
 //! restarted on the same store completes with an exact tally. (The 3-node
 //! cluster case is `tests/tests/cluster.rs`, a binary of its own.)
 
+use anyhow::Context as _;
 use std::time::Duration;
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
@@ -39,10 +40,11 @@ async fn a_nats_server_killed_mid_job_and_restarted_loses_nothing() -> anyhow::R
     jobs::submit_plain(&env.bus, spec.to_string().as_bytes()).await?;
     jobs::wait_for_state(&env.bus, "survivor", |s| s.succeeded >= 500).await?;
 
-    env.server.kill();
+    let server = std::sync::Arc::get_mut(&mut env.server).context("the server is shared")?;
+    server.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Restarting blocks until the server is ready; keep the runtime serving.
-    tokio::task::block_in_place(|| env.server.restart())?;
+    tokio::task::block_in_place(|| server.restart())?;
     // The test client reconnects by itself, like the services.
     assert_exact(&env.bus, &mock, "survivor", 3000).await
 }

@@ -2,10 +2,11 @@
 
 mod http;
 mod inline;
+mod nats;
 
 use jetflow_shared::{job::SourceSpec, messages::Item};
 
-pub use self::http::HttpSource;
+pub use self::{http::HttpSource, nats::NatsSource};
 
 /// One page of items.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,17 +35,26 @@ pub enum Source {
     Http(HttpSource),
     /// Items given inline (`ids` or `items`), paged by offset.
     Inline(Vec<Item>),
+    /// Pages requested over NATS.
+    Nats(NatsSource),
 }
 
 impl Source {
-    /// The source of `spec`; `None` for source types this version cannot page.
-    pub fn new(spec: &SourceSpec, http: reqwest::Client) -> Option<Source> {
+    /// The source of `spec` for `job`.
+    pub fn new(
+        spec: &SourceSpec,
+        job: &str,
+        http: reqwest::Client,
+        nats: async_nats::Client,
+    ) -> Source {
         match spec {
-            SourceSpec::Http(source) => Some(Source::Http(HttpSource::new(source.clone(), http))),
+            SourceSpec::Http(source) => Source::Http(HttpSource::new(source.clone(), http)),
             SourceSpec::Ids { .. } | SourceSpec::Items { .. } => {
-                Some(Source::Inline(inline::items(spec)))
+                Source::Inline(inline::items(spec))
             }
-            SourceSpec::Nats { .. } => None,
+            SourceSpec::Nats { subject, timeout } => {
+                Source::Nats(NatsSource::new(nats, subject.clone(), timeout.get(), job))
+            }
         }
     }
 
@@ -53,6 +63,7 @@ impl Source {
         match self {
             Source::Http(source) => source.page(cursor, limit).await,
             Source::Inline(items) => inline::page(items, cursor, limit),
+            Source::Nats(source) => source.page(cursor, limit).await,
         }
     }
 }

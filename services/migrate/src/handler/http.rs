@@ -7,7 +7,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::HandlerError;
+use super::{Call, HandlerError};
 
 /// Characters kept as they are in a path segment (RFC 3986 unreserved).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -21,14 +21,13 @@ const MAX_OUTPUT: usize = 4096;
 /// Longest part of an error body quoted in the item's error.
 const MAX_ERROR_BODY: usize = 300;
 
-/// Calls `spec` for `item` of `job`.
+/// Calls `spec` for the item of `call`.
 pub async fn call(
     client: &reqwest::Client,
     spec: &HttpHandler,
-    job: &str,
-    item: &Item,
-    params: &Value,
+    call: &Call<'_>,
 ) -> Result<Value, HandlerError> {
+    let item = call.item;
     let url = spec.url.replace(
         "{id}",
         &utf8_percent_encode(&item.id, PATH_SEGMENT).to_string(),
@@ -36,16 +35,13 @@ pub async fn call(
     let method = Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| HandlerError::Permanent(format!("bad method {:?}", spec.method)))?;
     let body = match &spec.body {
-        Some(template) => render(template, item, params),
-        None => params.clone(),
+        Some(template) => render(template, item, call.params, call.input),
+        None => call.params.clone(),
     };
     let mut request = client
         .request(method.clone(), &url)
         .timeout(spec.timeout.get())
-        .header(
-            spec.idempotency_header.as_str(),
-            format!("{job}:{}", item.id),
-        );
+        .header(spec.idempotency_header.as_str(), call.idempotency_key());
     for (name, value) in &spec.headers {
         request = request.header(name, value);
     }
@@ -84,18 +80,23 @@ pub fn is_transient(status: StatusCode, retry_on: &[u16]) -> bool {
         || retry_on.contains(&status.as_u16())
 }
 
-/// Replaces the strings `"$id"`, `"$data"` and `"$params"` anywhere in a body template.
-pub fn render(template: &Value, item: &Item, params: &Value) -> Value {
+/// Replaces the strings `"$id"`, `"$data"`, `"$params"` and `"$input"` (a
+/// previous step's output) anywhere in a body template.
+pub fn render(template: &Value, item: &Item, params: &Value, input: &Value) -> Value {
     match template {
         Value::String(s) if s == "$id" => Value::String(item.id.clone()),
         Value::String(s) if s == "$data" => item.data.clone(),
         Value::String(s) if s == "$params" => params.clone(),
-        Value::Array(values) => {
-            Value::Array(values.iter().map(|v| render(v, item, params)).collect())
-        }
+        Value::String(s) if s == "$input" => input.clone(),
+        Value::Array(values) => Value::Array(
+            values
+                .iter()
+                .map(|v| render(v, item, params, input))
+                .collect(),
+        ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), render(v, item, params)))
+                .map(|(k, v)| (k.clone(), render(v, item, params, input)))
                 .collect(),
         ),
         other => other.clone(),
@@ -131,13 +132,14 @@ mod tests {
             priority: None,
         };
         let body = render(
-            &json!({"agent": "$id", "data": "$data", "p": "$params", "keep": ["$idx", 2]}),
+            &json!({"agent": "$id", "data": "$data", "p": "$params", "keep": ["$idx", 2], "prev": "$input"}),
             &item,
             &json!({"template": "v2"}),
+            &json!("thread-1"),
         );
         assert_eq!(
             body,
-            json!({"agent": "a/1", "data": {"x": 1}, "p": {"template": "v2"}, "keep": ["$idx", 2]})
+            json!({"agent": "a/1", "data": {"x": 1}, "p": {"template": "v2"}, "keep": ["$idx", 2], "prev": "thread-1"})
         );
     }
 
