@@ -239,3 +239,44 @@ async fn two_namespaces_on_one_server_run_jobs_without_seeing_each_other() -> an
     prod.stop_services().await?;
     Ok(())
 }
+
+/// No worker serving a `nats` handler's subject is an outage like a target
+/// that is down: the breaker opens, nothing fails, and the job completes
+/// once a worker appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_handler_with_no_worker_yet_waits_behind_its_breaker_and_fails_nothing(
+) -> anyhow::Result<()> {
+    let env = TestEnv::start("natsdown").await?;
+    let job = json!({
+        "id": "early",
+        "source": {"type": "ids", "ids": ids(100)},
+        "handler": {"type": "nats", "subject": "work.late", "timeout": "2s"},
+        "batch": {"concurrency": 10, "max_retries": 3, "retry_backoff": "100ms", "max_backoff": "300ms"}
+    });
+    jobs::submit_plain(&env.bus, job.to_string().as_bytes()).await?;
+    // Well past what three retries at ≤300 ms would take without a breaker.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = jobs::state_json(&env.bus, "early")
+        .await?
+        .context("state")?;
+    assert_eq!(
+        during["failed"], 0,
+        "nothing failed while no worker served: {during}"
+    );
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(worker::serve(
+        env.bus.client.clone(),
+        "work.late",
+        stop.clone(),
+        |request| async move { Ok(json!({"id": request.item.id})) },
+    ));
+    let state = jobs::wait_for_end(&env.bus, "early").await?;
+    assert_eq!(
+        (state.status, state.succeeded, state.failed),
+        (JobStatus::Completed, 100, 0)
+    );
+    stop.cancel();
+    serving.await??;
+    env.stop_services().await?;
+    Ok(())
+}
