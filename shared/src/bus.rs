@@ -125,6 +125,7 @@ impl Bus {
             None => format!("{}:{kind}", event.job),
         };
         hdrs.insert(headers::MSG_ID, id.as_str());
+        crate::trace::inject_current(&mut hdrs);
         self.js
             .publish_with_headers(
                 self.names.event_subject(&event.job, kind),
@@ -149,6 +150,7 @@ impl Bus {
     ) -> Result<jetstream::context::PublishAckFuture> {
         let mut hdrs = codec::headers_for(Format::MsgPack);
         hdrs.insert(headers::MSG_ID, msg_id);
+        crate::trace::inject_current(&mut hdrs);
         self.js
             .publish_with_headers(
                 self.names.result_subject(job),
@@ -181,6 +183,7 @@ impl Bus {
         hdrs.insert(headers::ERROR, error.as_str());
         hdrs.insert(headers::ATTEMPTS, letter.attempts.to_string().as_str());
         hdrs.insert(headers::ORIGINAL_SUBJECT, letter.original_subject);
+        crate::trace::inject_current(&mut hdrs);
         let subject_job = if crate::names::is_token(job) {
             job
         } else {

@@ -13,7 +13,7 @@
 //! - [`activity`], [`micro`] — what an instance is doing, served as a NATS micro service.
 //! - [`gc`] — removing finished jobs (`jetflow gc`, automatic retention).
 //! - [`worker`] — serving a `nats` handler in Rust: the handler is a function.
-//! - [`telemetry`] — logging.
+//! - [`telemetry`], [`trace`] — logs, trace export, W3C trace context across messages.
 
 pub mod activity;
 pub mod bus;
@@ -40,6 +40,7 @@ pub mod signals;
 pub mod supervisor;
 pub mod telemetry;
 pub mod text;
+pub mod trace;
 pub mod watch;
 pub mod worker;
 

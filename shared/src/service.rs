@@ -13,7 +13,7 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    telemetry::init(log.log_format);
+    let _telemetry = telemetry::init(log.log_format, name);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

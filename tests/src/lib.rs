@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod env;
 pub mod jobs;
+pub mod otlp;
 pub mod polyglot;
 pub mod processes;
 

@@ -38,6 +38,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 /// Running service processes; killed on drop.
 pub struct ServiceProcesses {
     nats: NatsArgs,
+    env: Vec<(String, String)>,
     children: Vec<(String, Child)>,
 }
 
@@ -49,14 +50,28 @@ impl ServiceProcesses {
 
     /// Starts `copies` processes of each stage.
     pub fn start_copies(nats: &NatsArgs, copies: usize) -> anyhow::Result<Self> {
+        Self::start_with_env(nats, copies, &[])
+    }
+
+    /// Starts `copies` processes of each stage with extra environment.
+    pub fn start_with_env(
+        nats: &NatsArgs,
+        copies: usize,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut children = Vec::new();
         for _ in 0..copies {
             for name in SERVICES {
-                children.push((name.to_string(), spawn(name, nats)?));
+                children.push((name.to_string(), spawn(name, nats, &env)?));
             }
         }
         Ok(Self {
             nats: nats.clone(),
+            env,
             children,
         })
     }
@@ -76,7 +91,7 @@ impl ServiceProcesses {
     pub fn kill_and_restart(&mut self, index: usize) -> anyhow::Result<String> {
         self.kill(index)?;
         let name = self.children[index].0.clone();
-        self.children[index].1 = spawn(&name, &self.nats)?;
+        self.children[index].1 = spawn(&name, &self.nats, &self.env)?;
         Ok(name)
     }
 
@@ -116,8 +131,9 @@ impl ServiceProcesses {
     }
 }
 
-fn spawn(name: &str, nats: &NatsArgs) -> anyhow::Result<Child> {
+fn spawn(name: &str, nats: &NatsArgs, env: &[(String, String)]) -> anyhow::Result<Child> {
     Command::new(binary(name)?)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("NATS_URL", nats.nats_url.join(","))
         .env("JETFLOW_NAMESPACE", &nats.namespace)
         .env("JETFLOW_REPLICAS", nats.replicas.to_string())

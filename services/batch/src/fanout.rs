@@ -12,8 +12,9 @@ use jetflow_shared::{
     limits,
     messages::{BatchMessage, Item, LedgerEntry, TaskMessage},
     names::Names,
-    Bus, Result, ResultExt,
+    trace, Bus, Result, ResultExt,
 };
+use tracing::Instrument;
 
 /// What to do with a batch message.
 enum Plan {
@@ -35,7 +36,11 @@ async fn process(bus: &Bus, activity: &Arc<Activity>, msg: &Message) -> Result<(
     match plan(bus, msg).await? {
         Plan::Dispatch(batch, format) => {
             let _working = activity.start(&batch.job, format!("batch {}", batch.batch));
-            let published = dispatch(bus, batch, format, delivered > 1).await?;
+            let span = tracing::info_span!("batch.dispatch", job = %batch.job, batch = batch.batch);
+            trace::follow(&span, msg.headers.as_ref());
+            let published = dispatch(bus, batch, format, delivered > 1)
+                .instrument(span)
+                .await?;
             activity.count("batches_dispatched", 1);
             activity.count("tasks_published", published as u64);
             Ok(())
@@ -119,6 +124,8 @@ async fn dispatch(
         batch.items
     };
     let subject = bus.names.task_subject(&job);
+    // Each item's span is a child of this batch's.
+    let trace_headers = trace::headers_of(&tracing::Span::current());
     // Publish every task, then wait for all acknowledgements together.
     let mut acks = Vec::with_capacity(items.len());
     for item in items {
@@ -132,10 +139,13 @@ async fn dispatch(
             codec::Format::Json => (codec::to_json(&task), codec::JSON),
             codec::Format::MsgPack => (codec::to_msgpack(&task), codec::MSGPACK),
         };
-        let publish = PublishMessage::build()
+        let mut publish = PublishMessage::build()
             .payload(payload)
             .header(jetflow_shared::headers::CONTENT_TYPE, content_type)
             .message_id(msg_id);
+        for (name, value) in &trace_headers {
+            publish = publish.header(name.as_str(), value.as_str());
+        }
         acks.push(
             bus.js
                 .send_publish(subject.clone(), publish)

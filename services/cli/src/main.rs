@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Service logs would bury the demo's progress bar.
     let quiet_by_default = !matches!(&cli.command, Command::Dev(args) if !args.demo);
-    init_logging(&cli.log, quiet_by_default);
+    let _telemetry = init_logging(&cli.log, quiet_by_default);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -107,9 +107,9 @@ fn main() -> ExitCode {
 
 /// The services log at info in `jetflow dev`; the other commands only warn
 /// unless `RUST_LOG` says otherwise, so their output stays readable.
-fn init_logging(log: &LogArgs, quiet: bool) {
+fn init_logging(log: &LogArgs, quiet: bool) -> jetflow_shared::telemetry::Telemetry {
     if quiet && std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
-    jetflow_shared::telemetry::init(log.log_format);
+    jetflow_shared::telemetry::init(log.log_format, "jetflow")
 }

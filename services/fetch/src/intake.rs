@@ -18,9 +18,10 @@ use jetflow_shared::{
     job::{parse_submission, Invalid, JobSpec, JobState},
     limits,
     messages::{EventKind, JobEvent, TaskQueue},
-    Bus, ResultExt,
+    trace, Bus, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Consumes submissions until `shutdown`.
 pub async fn run(bus: Bus, shutdown: CancellationToken) {
@@ -68,7 +69,13 @@ fn judge(msg: &Message) -> Verdict {
 
 async fn handle(bus: &Bus, msg: &Message) -> jetflow_shared::Result<()> {
     match judge(msg) {
-        Verdict::Accepted(spec) => accept(bus, *spec).await,
+        Verdict::Accepted(spec) => {
+            // The job's root span: a child of the submitter's trace if it
+            // sent a `traceparent`. Every stage's spans of the job join it.
+            let span = tracing::info_span!("job", job = spec.id.as_deref().unwrap_or(""), kind = %spec.kind);
+            trace::follow(&span, msg.headers.as_ref());
+            accept(bus, *spec).instrument(span).await
+        }
         Verdict::Rejected { id, reason } => reject(bus, &id, &reason).await,
         Verdict::NotAJob(reason) => {
             bus.dead_letter_message("fetch", None, &format!("not a job: {reason}"), msg)
@@ -95,6 +102,7 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_shared::Result<()> {
     let tasks = TaskQueue::of(&bus.names, &id);
     let mut state = JobState::new(&spec, Utc::now());
     state.tasks = Some(tasks.clone());
+    state.traceparent = trace::traceparent(&tracing::Span::current());
     match bus.kv.jobs.create(&id, codec::to_json(&state)).await {
         Ok(_) => {}
         Err(err) if err.kind() == CreateErrorKind::AlreadyExists => {}

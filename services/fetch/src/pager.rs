@@ -18,10 +18,12 @@ use jetflow_shared::{
     lease::Work,
     messages::{BatchMessage, EventKind, JobEvent, LedgerEntry, TaskQueue},
     retry::retry_delay,
+    trace,
     watch::{KvChange, KvWatch},
     Bus, Error, Result, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::source::{Page, Source, SourceError};
 
@@ -55,6 +57,8 @@ pub async fn page_job(
 
 struct Pager {
     bus: Bus,
+    /// The job's root span, to which each page's span belongs.
+    traceparent: Option<String>,
     activity: Arc<Activity>,
     job: String,
     spec: JobSpec,
@@ -86,8 +90,13 @@ impl Pager {
         };
         let http = reqwest::Client::new();
         let source = Source::new(&spec.source, job, http, bus.client.clone());
+        let traceparent = match bus.kv.jobs.get(job).await.ctx("reading job state")? {
+            Some(raw) => codec::decode_as::<JobState>(codec::Format::Json, &raw)?.traceparent,
+            None => None,
+        };
         Ok(Some(Pager {
             bus: bus.clone(),
+            traceparent,
             activity,
             job: job.to_string(),
             spec,
@@ -116,14 +125,20 @@ impl Pager {
                 Gate::Open => {}
                 Gate::JobEnded => return Ok(Work::Finished),
             }
-            let page = match self.read_page(settings.fetch_size, stop).await? {
+            let span = tracing::info_span!("fetch.page", job = %self.job, batch = self.checkpoint.batches + 1);
+            trace::follow_traceparent(&span, self.traceparent.as_deref());
+            let page = match self
+                .read_page(settings.fetch_size, stop)
+                .instrument(span.clone())
+                .await?
+            {
                 Ok(page) => page,
                 Err(error) => {
                     self.fail(error).await?;
                     return Ok(Work::Finished);
                 }
             };
-            let done = self.publish_page(page).await?;
+            let done = self.publish_page(page).instrument(span).await?;
             if done {
                 self.finish().await?;
                 return Ok(Work::Finished);
@@ -237,6 +252,7 @@ impl Pager {
             headers::MSG_ID,
             format!("{}:batch:{batch}", self.job).as_str(),
         );
+        trace::inject_current(&mut hdrs);
         self.bus
             .js
             .publish_with_headers(

@@ -29,6 +29,7 @@ pub(crate) async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration)
     let Some(task) = read_task(ctx, msg, &delivery).await? else {
         return Ok(Ack::Done);
     };
+    tracing::Span::current().record("item", task.item.id.as_str());
     if already_done(ctx, &task, &delivery).await? {
         return Ok(Ack::Done);
     }

@@ -12,10 +12,11 @@ use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
     activity::Activity,
     job::{ConfigChange, HandlerSpec, JobSpec, JobState, Settings},
-    Bus, Error, Result, ResultExt,
+    trace, Bus, Error, Result, ResultExt,
 };
 use tokio::sync::{watch, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
 
 use crate::{
     breaker::{http_target, Breakers},
@@ -234,7 +235,10 @@ pub(crate) enum Ack {
 }
 
 async fn handle(ctx: &JobContext, msg: Message, ack_wait: Duration) {
-    let ack = match item::process(ctx, &msg, ack_wait).await {
+    // Debug level: with no trace exporter nobody wants a span per item.
+    let span = tracing::debug_span!("item", job = %ctx.job, item = tracing::field::Empty);
+    trace::follow(&span, msg.headers.as_ref());
+    let ack = match item::process(ctx, &msg, ack_wait).instrument(span).await {
         Ok(ack) => ack,
         Err(err) => {
             // Our own plumbing failed (NATS unavailable): try again shortly.

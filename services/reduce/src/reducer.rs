@@ -15,9 +15,11 @@ use async_nats::jetstream::{
 use chrono::Utc;
 use futures::StreamExt;
 use jetflow_shared::{
-    codec, job::JobState, lease::Work, limits, messages::LedgerEntry, Bus, Error, Result, ResultExt,
+    codec, job::JobState, lease::Work, limits, messages::LedgerEntry, trace, Bus, Error, Result,
+    ResultExt,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{announce, fold, outcomes, stopping};
 
@@ -130,7 +132,10 @@ impl Reducer {
             if messages.is_empty() {
                 continue;
             }
-            if self.fold(messages).await? {
+            let span =
+                tracing::info_span!("reduce.fold", job = %self.job, entries = messages.len());
+            trace::follow_traceparent(&span, self.state.traceparent.as_deref());
+            if self.fold(messages).instrument(span).await? {
                 return Ok(Work::Finished);
             }
             self.purge_folded(false).await;

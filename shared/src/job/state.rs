@@ -171,6 +171,10 @@ pub struct JobState {
     /// including this stream sequence.
     #[serde(default)]
     pub folded_seq: u64,
+    /// W3C `traceparent` of the job's root span, when traces are exported:
+    /// every stage's spans for the job join this trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Where the job's tasks wait (external workers pull from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<crate::messages::TaskQueue>,
@@ -208,6 +212,7 @@ impl JobState {
             open_batches: BTreeMap::new(),
             replaying: Default::default(),
             folded_seq: 0,
+            traceparent: None,
             tasks: None,
             spec: spec.summary(),
         }

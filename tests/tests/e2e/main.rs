@@ -19,5 +19,6 @@ mod rejection;
 mod replay;
 mod results;
 mod stopping;
+mod traces;
 mod watch;
 mod workers;

@@ -2,6 +2,7 @@
 //! `<job>:<item>` so that a retried or repeated call is safe for the target.
 
 use jetflow_shared::text::{error_chain, quote};
+use jetflow_shared::trace;
 use jetflow_shared::{job::HttpHandler, messages::Item};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
@@ -43,6 +44,9 @@ pub async fn call(
         .timeout(spec.timeout.get())
         .header(spec.idempotency_header.as_str(), call.idempotency_key());
     for (name, value) in &spec.headers {
+        request = request.header(name, value);
+    }
+    for (name, value) in trace::headers_of(&tracing::Span::current()) {
         request = request.header(name, value);
     }
     if method != Method::GET && !body.is_null() {

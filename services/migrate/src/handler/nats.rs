@@ -9,6 +9,7 @@ use jetflow_shared::{
     job::NatsHandler,
     messages::{HandlerReply, HandlerRequest},
     text::quote,
+    trace,
 };
 use serde_json::Value;
 
@@ -35,6 +36,7 @@ pub async fn call(
     hdrs.insert(headers::JOB, call.job);
     hdrs.insert(headers::ITEM, call.item.id.as_str());
     hdrs.insert(headers::IDEMPOTENCY_KEY, call.idempotency_key().as_str());
+    trace::inject_current(&mut hdrs);
     let reply = client
         .send_request(
             spec.subject.clone(),
