@@ -14,7 +14,11 @@ PYTHON ?= python3
 PY_ENV := $(TOOLS)/py
 NODE_MODULES := examples/node/node_modules
 
-setup: $(NATS_SERVER) $(PY_ENV)/.installed $(NODE_MODULES)/.installed
+# Prometheus and promtool, from Debian's package, unpacked here (no install).
+PROMETHEUS_DEB := prometheus=2.42.0+ds-5+b6
+PROMETHEUS := $(TOOLS)/prometheus/usr/bin/prometheus
+
+setup: $(NATS_SERVER) $(PY_ENV)/.installed $(NODE_MODULES)/.installed $(PROMETHEUS)
 
 $(NATS_SERVER):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
@@ -29,6 +33,13 @@ $(PY_ENV)/.installed: examples/python/requirements.txt
 $(NODE_MODULES)/.installed: examples/node/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix examples/node
 	@touch $@
+
+$(PROMETHEUS):
+	mkdir -p $(TOOLS)/debs
+	cd $(TOOLS)/debs && (apt-get download $(PROMETHEUS_DEB) 2>/dev/null || \
+		(apt-get update -qq && apt-get download $(PROMETHEUS_DEB)))
+	dpkg -x $(TOOLS)/debs/prometheus_*.deb $(TOOLS)/prometheus
+	@$(PROMETHEUS) --version | head -1
 
 # Runs the 10,000-agent migration against a built-in mock API on a child nats-server.
 demo: setup
@@ -45,9 +56,10 @@ bench: setup
 	cargo build --release --workspace --bins
 	cargo run --release -p jetflow-bench -- $(BENCH_ARGS)
 
-lint:
+lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(TOOLS)/prometheus/usr/bin/promtool check rules deploy/prometheus/alerts.yml
 
 clean-tools:
 	rm -rf $(TOOLS)

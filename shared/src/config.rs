@@ -71,7 +71,13 @@ pub enum LogFormat {
 /// Logging flags.
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
-    /// Log format.
-    #[arg(long, env = "JETFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    /// Log format: text for people, json for machines.
+    #[arg(
+        long,
+        env = "JETFLOW_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
     pub log_format: LogFormat,
 }

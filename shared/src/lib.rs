@@ -13,6 +13,7 @@
 //! - [`activity`], [`micro`] — what an instance is doing, served as a NATS micro service.
 //! - [`gc`] — removing finished jobs (`jetflow gc`, automatic retention).
 //! - [`worker`] — serving a `nats` handler in Rust: the handler is a function.
+//! - [`metrics`] — OpenTelemetry instruments, served as Prometheus text.
 //! - [`telemetry`], [`trace`] — logs, trace export, W3C trace context across messages.
 
 pub mod activity;
@@ -30,6 +31,7 @@ pub mod job;
 pub mod lease;
 pub mod limits;
 pub mod messages;
+pub mod metrics;
 pub mod micro;
 pub mod names;
 pub mod provision;

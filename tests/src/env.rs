@@ -62,16 +62,29 @@ impl TestEnv {
     /// Starts the four services in-process, reduce with `reduce`'s settings.
     pub fn start_services_with(&self, reduce: jetflow_reduce::Config) {
         let nats = self.nats.clone();
+        self.start_services_configured(
+            jetflow_fetch::Config::new(nats.clone()),
+            jetflow_batch::Config::new(nats.clone()),
+            jetflow_migrate::Config::new(nats),
+            reduce,
+        );
+    }
+
+    /// Starts the four services in-process with these settings.
+    pub fn start_services_configured(
+        &self,
+        fetch: jetflow_fetch::Config,
+        batch: jetflow_batch::Config,
+        migrate: jetflow_migrate::Config,
+        reduce: jetflow_reduce::Config,
+    ) {
         let s = self.shutdown.clone();
-        let fetch = jetflow_fetch::Config { nats: nats.clone() };
         self.services
             .spawn(async move { expect_clean("fetch", jetflow_fetch::run(fetch, s).await) });
         let s = self.shutdown.clone();
-        let batch = jetflow_batch::Config::new(nats.clone());
         self.services
             .spawn(async move { expect_clean("batch", jetflow_batch::run(batch, s).await) });
         let s = self.shutdown.clone();
-        let migrate = jetflow_migrate::Config::new(nats.clone());
         self.services
             .spawn(async move { expect_clean("migrate", jetflow_migrate::run(migrate, s).await) });
         let s = self.shutdown.clone();

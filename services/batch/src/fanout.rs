@@ -11,6 +11,7 @@ use jetflow_shared::{
     job::{HandlerSpec, JobState},
     limits,
     messages::{BatchMessage, Item, LedgerEntry, TaskMessage},
+    metrics::Metrics,
     names::Names,
     trace, Bus, Result, ResultExt,
 };
@@ -19,7 +20,7 @@ use tracing::Instrument;
 /// What to do with a batch message.
 enum Plan {
     /// Publish these tasks (in this format), then record the dispatch.
-    Dispatch(BatchMessage, codec::Format),
+    Dispatch(BatchMessage, codec::Format, String),
     /// The job is stopping or has ended: drop the batch.
     Drop,
     /// Not a batch we can use: dead-letter it with this reason.
@@ -27,14 +28,19 @@ enum Plan {
 }
 
 /// Handles one batch message, acknowledging it exactly once.
-pub async fn handle(bus: &Bus, activity: &Arc<Activity>, msg: Message) {
-    consume::settle(&msg, process(bus, activity, &msg).await, "batch").await
+pub async fn handle(bus: &Bus, activity: &Arc<Activity>, metrics: &Metrics, msg: Message) {
+    consume::settle(&msg, process(bus, activity, metrics, &msg).await, "batch").await
 }
 
-async fn process(bus: &Bus, activity: &Arc<Activity>, msg: &Message) -> Result<()> {
+async fn process(
+    bus: &Bus,
+    activity: &Arc<Activity>,
+    metrics: &Metrics,
+    msg: &Message,
+) -> Result<()> {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
     match plan(bus, msg).await? {
-        Plan::Dispatch(batch, format) => {
+        Plan::Dispatch(batch, format, kind) => {
             let _working = activity.start(&batch.job, format!("batch {}", batch.batch));
             let span = tracing::info_span!("batch.dispatch", job = %batch.job, batch = batch.batch);
             trace::follow(&span, msg.headers.as_ref());
@@ -43,6 +49,7 @@ async fn process(bus: &Bus, activity: &Arc<Activity>, msg: &Message) -> Result<(
                 .await?;
             activity.count("batches_dispatched", 1);
             activity.count("tasks_published", published as u64);
+            metrics.published(&kind, published as u64);
             Ok(())
         }
         Plan::Drop => Ok(()),
@@ -106,7 +113,7 @@ async fn plan(bus: &Bus, msg: &Message) -> Result<Plan> {
         HandlerSpec::External(_) => codec::Format::Json,
         _ => codec::Format::MsgPack,
     };
-    Ok(Plan::Dispatch(batch, format))
+    Ok(Plan::Dispatch(batch, format, state.spec.kind))
 }
 
 /// Publishes the batch's tasks; returns how many it published.

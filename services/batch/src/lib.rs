@@ -14,7 +14,11 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use futures::StreamExt;
-use jetflow_shared::{activity::Activity, micro, Bus, Error, NatsArgs, Result, ResultExt};
+use jetflow_shared::{
+    activity::Activity,
+    metrics::{self, Metrics},
+    micro, Bus, Error, NatsArgs, Result, ResultExt,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Settings of the batch service.
@@ -26,12 +30,19 @@ pub struct Config {
     /// Batches this instance fans out at once.
     #[arg(long, env = "JETFLOW_BATCH_PARALLEL", default_value_t = 8)]
     pub parallel: usize,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
+    #[arg(long, env = "JETFLOW_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Config {
     /// Defaults with `nats`.
     pub fn new(nats: NatsArgs) -> Self {
-        Self { nats, parallel: 8 }
+        Self {
+            nats,
+            parallel: 8,
+            metrics_addr: None,
+        }
     }
 }
 
@@ -45,8 +56,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     tracing::info!(namespace = bus.names.namespace(), instance, "batch ready");
     let activity = Activity::new("batch", &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
+    let metrics = metrics::serve(config.metrics_addr, "jetflow-batch", &shutdown).await?;
+    tokio::spawn(metrics::watch_consumers(
+        bus.clone(),
+        metrics.clone(),
+        "batch",
+        bus.names.batches_stream(),
+        |name| name == "batch",
+        shutdown.clone(),
+    ));
     loop {
-        match consume(&bus, &config, &activity, &shutdown).await {
+        match consume(&bus, &config, &activity, &metrics, &shutdown).await {
             Ok(()) => {
                 let _ = service.await;
                 return Ok(());
@@ -66,6 +86,7 @@ async fn consume(
     bus: &Bus,
     config: &Config,
     activity: &Arc<Activity>,
+    metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let name = bus.names.batch_consumer();
@@ -102,9 +123,9 @@ async fn consume(
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break Ok(());
                 };
-                let (bus, activity) = (bus.clone(), activity.clone());
+                let (bus, activity, metrics) = (bus.clone(), activity.clone(), metrics.clone());
                 tasks.spawn(async move {
-                    fanout::handle(&bus, &activity, msg).await;
+                    fanout::handle(&bus, &activity, &metrics, msg).await;
                     drop(permit);
                 });
             }

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use jetflow_shared::{
     activity::Activity,
     job::{JobState, JobStatus},
-    lease, micro, supervisor, Bus, NatsArgs, Result,
+    lease,
+    metrics::{self, Metrics},
+    micro, supervisor, Bus, NatsArgs, Result,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -30,6 +32,19 @@ pub struct Config {
     /// NATS connection and namespace.
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
+    #[arg(long, env = "JETFLOW_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl Config {
+    /// Defaults with `nats`.
+    pub fn new(nats: NatsArgs) -> Self {
+        Self {
+            nats,
+            metrics_addr: None,
+        }
+    }
 }
 
 /// Runs the fetch stage until `shutdown` is cancelled.
@@ -38,13 +53,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let instance = jetflow_shared::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "fetch ready");
     let activity = Activity::new("fetch", &instance, bus.names.namespace());
+    let metrics = metrics::serve(config.metrics_addr, "jetflow-fetch", &shutdown).await?;
 
     let tasks = TaskTracker::new();
     tasks.spawn(micro::spawn(&bus, &activity, None, &shutdown));
     tasks.spawn(intake::run(bus.clone(), shutdown.clone()));
     tasks.spawn(control::cancels(bus.clone(), shutdown.clone()));
     tasks.spawn(control::config_changes(bus.clone(), shutdown.clone()));
-    tasks.spawn(supervise(bus, instance, activity, shutdown.clone()));
+    tasks.spawn(metrics::watch_consumers(
+        bus.clone(),
+        metrics.clone(),
+        "fetch",
+        bus.names.jobs_stream(),
+        |name| matches!(name, "fetch" | "cancel" | "config"),
+        shutdown.clone(),
+    ));
+    tasks.spawn(supervise(
+        bus,
+        instance,
+        activity,
+        metrics,
+        shutdown.clone(),
+    ));
     tasks.close();
     tasks.wait().await;
     Ok(())
@@ -56,16 +86,23 @@ async fn supervise(
     bus: Bus,
     instance: String,
     activity: Arc<Activity>,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) {
     let wants = |state: &JobState| needs_fetching(state.status, state.fetch_done);
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
         let job = state.borrow().id.clone();
         let (bus, owner) = (bus.clone(), instance.clone());
-        let activity = activity.clone();
+        let (activity, metrics) = (activity.clone(), metrics.clone());
         async move {
             lease::contend_for_job(&bus, "fetch", &job, &owner, stop, |token| {
-                pager::page_job(bus.clone(), job.clone(), activity.clone(), token)
+                pager::page_job(
+                    bus.clone(),
+                    job.clone(),
+                    activity.clone(),
+                    metrics.clone(),
+                    token,
+                )
             })
             .await
         }

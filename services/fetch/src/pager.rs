@@ -17,6 +17,7 @@ use jetflow_shared::{
     job::{FetchCheckpoint, JobSpec, JobState},
     lease::Work,
     messages::{BatchMessage, EventKind, JobEvent, LedgerEntry, TaskQueue},
+    metrics::Metrics,
     retry::retry_delay,
     trace,
     watch::{KvChange, KvWatch},
@@ -35,10 +36,11 @@ pub async fn page_job(
     bus: Bus,
     job: String,
     activity: Arc<Activity>,
+    metrics: Metrics,
     stop: CancellationToken,
 ) -> Work {
     let _paging = activity.job(&job);
-    match Pager::open(&bus, &job, activity.clone()).await {
+    match Pager::open(&bus, &job, activity.clone(), metrics).await {
         Ok(Some(mut pager)) => match pager.run(&stop).await {
             Ok(work) => work,
             Err(Error::Shutdown) => Work::Interrupted,
@@ -57,6 +59,7 @@ pub async fn page_job(
 
 struct Pager {
     bus: Bus,
+    metrics: Metrics,
     /// The job's root span, to which each page's span belongs.
     traceparent: Option<String>,
     activity: Arc<Activity>,
@@ -69,7 +72,12 @@ struct Pager {
 
 impl Pager {
     /// Loads the job's spec and checkpoint; `None` if the job cannot be paged.
-    async fn open(bus: &Bus, job: &str, activity: Arc<Activity>) -> Result<Option<Pager>> {
+    async fn open(
+        bus: &Bus,
+        job: &str,
+        activity: Arc<Activity>,
+        metrics: Metrics,
+    ) -> Result<Option<Pager>> {
         let Some(raw) = bus.kv.specs.get(job).await.ctx("reading job spec")? else {
             tracing::error!(job, "job has state but no spec; cannot fetch it");
             return Ok(None);
@@ -96,6 +104,7 @@ impl Pager {
         };
         Ok(Some(Pager {
             bus: bus.clone(),
+            metrics,
             traceparent,
             activity,
             job: job.to_string(),
@@ -229,6 +238,7 @@ impl Pager {
             next.fetched += size;
             self.activity.count("pages_fetched", 1);
             self.activity.count("items_fetched", size);
+            self.metrics.fetched(&self.spec.kind, size);
             tracing::info!(job = %self.job, batch, size, cursor = ?self.checkpoint.cursor, "batch fetched");
         }
         next.done = page.next_cursor.is_none() || stuck;

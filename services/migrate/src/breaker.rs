@@ -189,6 +189,32 @@ impl Breakers {
     }
 }
 
+/// Keeps the [`BREAKER_OPEN`](jetflow_shared::metrics::BREAKER_OPEN) gauge
+/// up to date (1 while a target's breaker is not closed), until `shutdown`.
+pub async fn export(
+    breakers: std::sync::Arc<Breakers>,
+    metrics: jetflow_shared::metrics::Metrics,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    if !metrics.enabled {
+        return;
+    }
+    let gauge = metrics.gauge(
+        jetflow_shared::metrics::BREAKER_OPEN,
+        "1 while a target's circuit breaker is open or half open",
+    );
+    loop {
+        for status in breakers.statuses(Instant::now()) {
+            let open = if status.state == "closed" { 0.0 } else { 1.0 };
+            gauge.set(&[("target", status.target.as_str())], open);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// The breaker key of an HTTP URL: its host and port.
 pub fn http_target(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);

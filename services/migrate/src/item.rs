@@ -37,6 +37,7 @@ pub(crate) async fn process(ctx: &JobContext, msg: &Message, ack_wait: Duration)
         tracing::debug!(job = %ctx.job, item = %task.item.id, ?wait, "breaker open; holding the task back");
         hold(ctx, msg, delivery.attempt - 1, delivery.seq).await?;
         ctx.activity.count("items_held", 1);
+        ctx.metrics.item(&ctx.spec.kind, "held");
         return Ok(Ack::Done);
     }
     run_item(ctx, msg, &task, &delivery, ack_wait).await
@@ -119,6 +120,8 @@ async fn run_item(
     let started = Instant::now();
     let (result, trail) = with_progress(msg, ack_wait, call(ctx, task, attempt)).await;
     let duration_ms = started.elapsed().as_millis() as u64;
+    ctx.metrics
+        .call(&ctx.target, started.elapsed().as_secs_f64());
     // A chain of steps keeps a breaker per step target instead.
     if !matches!(ctx.spec.handler, HandlerSpec::Steps { .. }) {
         match &result {
@@ -129,6 +132,7 @@ async fn run_item(
     let (status, error, output) = match decide(result, attempt, &ctx.settings) {
         Decision::Retry { delay, error } => {
             ctx.activity.count("items_retried", 1);
+            ctx.metrics.item(&ctx.spec.kind, "retried");
             tracing::debug!(job = %ctx.job, item = %task.item.id, attempt, ?delay, error, "retrying item");
             return Ok(Ack::Retry(delay));
         }
@@ -139,6 +143,7 @@ async fn run_item(
         // Before the result: an item that failed for good is always in the
         // DLQ once its failure is recorded.
         dead_letter(ctx, msg, Some(&task.item.id), error, delivery).await?;
+        ctx.metrics.dead_letter(&ctx.spec.kind);
     }
     tracing::debug!(job = %ctx.job, item = %task.item.id, ?status, attempt, duration_ms, "item finished");
     let result = ItemResult {
@@ -156,13 +161,12 @@ async fn run_item(
         finished_at: Utc::now(),
     };
     publish_result(ctx, result, delivery.replay.as_deref()).await?;
-    ctx.activity.count(
-        match status {
-            ItemStatus::Succeeded => "items_succeeded",
-            _ => "items_failed",
-        },
-        1,
-    );
+    let (counter, status) = match status {
+        ItemStatus::Succeeded => ("items_succeeded", "succeeded"),
+        ItemStatus::Failed => ("items_failed", "failed"),
+    };
+    ctx.activity.count(counter, 1);
+    ctx.metrics.item(&ctx.spec.kind, status);
     Ok(Ack::Done)
 }
 

@@ -20,7 +20,7 @@ use jetflow_shared::{
     activity::Activity,
     duration::HumanDuration,
     job::{HandlerSpec, JobState},
-    micro, supervisor, Bus, Error, NatsArgs, Result,
+    metrics, micro, supervisor, Bus, Error, NatsArgs, Result,
 };
 
 use crate::breaker::{BreakerConfig, Breakers};
@@ -44,6 +44,9 @@ pub struct Config {
     /// up to 30 s, while probes fail).
     #[arg(long, env = "JETFLOW_BREAKER_COOLDOWN", default_value = "2s")]
     pub breaker_cooldown: HumanDuration,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
+    #[arg(long, env = "JETFLOW_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -54,6 +57,7 @@ impl Config {
             max_inflight: 1024,
             breaker_threshold: 5,
             breaker_cooldown: HumanDuration::from_secs(2),
+            metrics_addr: None,
         }
     }
 }
@@ -94,6 +98,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         Arc::new(move || serde_json::json!({ "breakers": breakers.statuses(Instant::now()) }))
     };
     let service = micro::spawn(&bus, &activity, Some(details), &shutdown);
+    let metrics = metrics::serve(config.metrics_addr, "jetflow-migrate", &shutdown).await?;
+    let consumers = tokio::spawn(metrics::watch_consumers(
+        bus.clone(),
+        metrics.clone(),
+        "migrate",
+        bus.names.tasks_stream(),
+        |name| name.starts_with("task_"),
+        shutdown.clone(),
+    ));
+    let breaker_gauge = tokio::spawn(breaker::export(
+        breakers.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(
         namespace = bus.names.namespace(),
         max_inflight = config.max_inflight,
@@ -112,11 +130,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             slots.clone(),
             breakers.clone(),
             activity.clone(),
+            metrics.clone(),
             &states.borrow(),
         );
         worker::run(context, states, stop)
     })
     .await;
-    let _ = tokio::join!(janitor, service);
+    let _ = tokio::join!(janitor, service, consumers, breaker_gauge);
     Ok(())
 }

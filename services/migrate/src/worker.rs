@@ -12,6 +12,7 @@ use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
     activity::Activity,
     job::{ConfigChange, HandlerSpec, JobSpec, JobState, Settings},
+    metrics::Metrics,
     trace, Bus, Error, Result, ResultExt,
 };
 use tokio::sync::{watch, Semaphore};
@@ -31,6 +32,7 @@ pub struct JobContext {
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) breakers: Arc<Breakers>,
     pub(crate) activity: Arc<Activity>,
+    pub(crate) metrics: Metrics,
     /// The breaker key of the job's handler.
     pub(crate) target: String,
     pub(crate) job: String,
@@ -46,6 +48,7 @@ impl JobContext {
         slots: Arc<Semaphore>,
         breakers: Arc<Breakers>,
         activity: Arc<Activity>,
+        metrics: Metrics,
         state: &JobState,
     ) -> Self {
         let target = match &state.spec.handler {
@@ -59,6 +62,7 @@ impl JobContext {
             slots,
             breakers,
             activity,
+            metrics,
             target,
             job: state.id.clone(),
             settings: state.spec.settings(),

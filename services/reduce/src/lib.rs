@@ -13,14 +13,15 @@
 
 pub mod announce;
 pub mod fold;
+pub mod job_metrics;
 pub mod outcomes;
 pub mod reducer;
 pub mod retention;
 pub mod stopping;
 
 use jetflow_shared::{
-    activity::Activity, duration::HumanDuration, job::JobState, lease, micro, supervisor, Bus,
-    Error, NatsArgs, Result,
+    activity::Activity, duration::HumanDuration, job::JobState, lease, metrics, micro, supervisor,
+    Bus, Error, NatsArgs, Result,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +38,9 @@ pub struct Config {
     /// How often retention looks for expired jobs.
     #[arg(long, env = "JETFLOW_GC_EVERY", default_value = "10m")]
     pub gc_every: HumanDuration,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
+    #[arg(long, env = "JETFLOW_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -46,6 +50,7 @@ impl Config {
             nats,
             retention: Retention(Some(HumanDuration::from_secs(7 * 86_400))),
             gc_every: HumanDuration::from_secs(600),
+            metrics_addr: None,
         }
     }
 }
@@ -72,6 +77,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     tracing::info!(namespace = bus.names.namespace(), instance, "reduce ready");
     let activity = Activity::new("reduce", &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
+    let job_metrics = job_metrics::JobMetrics::new(
+        metrics::serve(config.metrics_addr, "jetflow-reduce", &shutdown).await?,
+    );
     if config.gc_every.get().is_zero() {
         return Err(Error::Config("--gc-every: must be above zero".into()));
     }
@@ -96,14 +104,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
         let job = state.borrow().id.clone();
         let (bus, owner) = (bus.clone(), instance.clone());
-        let activity = activity.clone();
+        let (activity, job_metrics) = (activity.clone(), job_metrics.clone());
         async move {
             lease::contend_for_job(&bus, "reduce", &job, &owner, stop, |token| {
                 let (bus, job, activity) = (bus.clone(), job.clone(), activity.clone());
+                let job_metrics = job_metrics.clone();
                 async move {
                     // Listed only while this instance holds the job's lease.
                     let _owning = activity.job(&job);
-                    reducer::reduce_job(bus, job, token).await
+                    reducer::reduce_job(bus, job, job_metrics, token).await
                 }
             })
             .await

@@ -21,7 +21,7 @@ use jetflow_shared::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{announce, fold, outcomes, stopping};
+use crate::{announce, fold, job_metrics::JobMetrics, outcomes, stopping};
 
 /// Most ledger entries folded per checkpoint.
 const MAX_CHUNK: usize = 1000;
@@ -31,8 +31,13 @@ const TICK: Duration = Duration::from_millis(250);
 const PURGE_EVERY: Duration = Duration::from_secs(5);
 
 /// Reduces `job` until it ends or `stop` is cancelled.
-pub async fn reduce_job(bus: Bus, job: String, stop: CancellationToken) -> Work {
-    let mut reducer = match Reducer::open(bus, &job).await {
+pub async fn reduce_job(
+    bus: Bus,
+    job: String,
+    metrics: JobMetrics,
+    stop: CancellationToken,
+) -> Work {
+    let mut reducer = match Reducer::open(bus, &job, metrics).await {
         Ok(Some(reducer)) => reducer,
         Ok(None) => return Work::Finished,
         Err(err) => {
@@ -52,6 +57,7 @@ pub async fn reduce_job(bus: Bus, job: String, stop: CancellationToken) -> Work 
 
 struct Reducer {
     bus: Bus,
+    metrics: JobMetrics,
     job: String,
     state: JobState,
     revision: u64,
@@ -60,7 +66,7 @@ struct Reducer {
 }
 
 impl Reducer {
-    async fn open(bus: Bus, job: &str) -> Result<Option<Reducer>> {
+    async fn open(bus: Bus, job: &str, metrics: JobMetrics) -> Result<Option<Reducer>> {
         let entry = bus.kv.jobs.entry(job).await.ctx("reading job state")?;
         let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
             return Ok(None);
@@ -71,6 +77,7 @@ impl Reducer {
         }
         Ok(Some(Reducer {
             bus,
+            metrics,
             job: job.to_string(),
             revision: entry.revision,
             purged_through: 0,
@@ -227,6 +234,9 @@ impl Reducer {
         {
             Ok(revision) => {
                 self.revision = revision;
+                // Counted only once a fold is checkpointed: a fold repeated
+                // after a crash counts in the process that checkpoints it.
+                self.metrics.checkpointed(&self.state, &next);
                 self.state = next;
                 Ok(())
             }
@@ -240,6 +250,7 @@ impl Reducer {
 
     async fn finish(&mut self) -> Result<()> {
         announce::ended(&self.bus, &self.state).await?;
+        self.metrics.ended(&self.state);
         let names = self.bus.names.clone();
         // Tasks and pages left (a stopped job's) are done with. The task
         // consumer goes last: `jetflow dlq replay` waits for it to be gone

@@ -9,6 +9,8 @@ mod cli;
 mod gc;
 mod handlers;
 mod live_config;
+mod logs;
+mod metrics;
 mod nats_faults;
 mod operations;
 mod pipeline;

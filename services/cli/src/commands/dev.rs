@@ -87,7 +87,7 @@ fn start_services(nats: &NatsArgs, shutdown: &CancellationToken) -> TaskTracker 
             }
         }
     };
-    let fetch = jetflow_fetch::Config { nats: nats.clone() };
+    let fetch = jetflow_fetch::Config::new(nats.clone());
     let batch = jetflow_batch::Config::new(nats.clone());
     let migrate = jetflow_migrate::Config::new(nats.clone());
     let reduce = jetflow_reduce::Config::new(nats.clone());
