@@ -13,12 +13,15 @@ PYTHON ?= python3
 # The worker examples (examples/python, examples/node) run in the tests.
 PY_ENV := $(TOOLS)/py
 NODE_MODULES := examples/node/node_modules
+# The AsyncAPI validator (@asyncapi/parser) for docs/asyncapi.json.
+ASYNCAPI_MODULES := tools/asyncapi/node_modules
 
 # Prometheus and promtool, from Debian's package, unpacked here (no install).
 PROMETHEUS_DEB := prometheus=2.42.0+ds-5+b6
 PROMETHEUS := $(TOOLS)/prometheus/usr/bin/prometheus
 
-setup: $(NATS_SERVER) $(PY_ENV)/.installed $(NODE_MODULES)/.installed $(PROMETHEUS)
+setup: $(NATS_SERVER) $(PY_ENV)/.installed $(NODE_MODULES)/.installed $(PROMETHEUS) \
+	$(ASYNCAPI_MODULES)/.installed
 
 $(NATS_SERVER):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
@@ -32,6 +35,10 @@ $(PY_ENV)/.installed: examples/python/requirements.txt
 
 $(NODE_MODULES)/.installed: examples/node/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix examples/node
+	@touch $@
+
+$(ASYNCAPI_MODULES)/.installed: tools/asyncapi/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix tools/asyncapi
 	@touch $@
 
 $(PROMETHEUS):
@@ -60,6 +67,7 @@ lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(TOOLS)/prometheus/usr/bin/promtool check rules deploy/prometheus/alerts.yml
+	node tools/asyncapi/validate.mjs
 
 clean-tools:
 	rm -rf $(TOOLS)

@@ -95,6 +95,15 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_shared::Result<()> {
                 return reject(bus, &id, "id: a different job with this id already exists").await;
             }
             // Same job again: a redelivery after a crash, or a resubmission.
+            // Once the job has ended there is nothing to set up again (its
+            // task consumer is gone for good).
+            if let Some(raw) = bus.kv.jobs.get(&id).await.ctx("reading job state")? {
+                let state: JobState = codec::decode_as(codec::Format::Json, &raw)?;
+                if state.status.is_terminal() {
+                    tracing::info!(job = %id, status = %state.status, "job submitted again after it ended; ignored");
+                    return Ok(());
+                }
+            }
         }
         Err(err) => return Err(err).ctx("storing job spec"),
     }

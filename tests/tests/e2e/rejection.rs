@@ -97,3 +97,48 @@ async fn invalid_jobs_are_rejected_with_the_field_and_the_next_job_completes() -
     env.stop_services().await?;
     Ok(())
 }
+
+/// A job published again after it ended (a plain `nats pub` has no
+/// de-duplication id) changes nothing: no task consumer comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_submitted_again_sets_nothing_up() -> anyhow::Result<()> {
+    let env = jetflow_e2e::TestEnv::start("again").await?;
+    let bus = &env.bus;
+    let job = serde_json::json!({
+        "id": "once", "source": {"type": "ids", "ids": ["a", "b"]},
+        "handler": {"type": "nats", "subject": "nobody.home", "timeout": "1s"},
+        "batch": {"max_retries": 0}
+    });
+    jobs::submit_plain(bus, job.to_string().as_bytes()).await?;
+    let first = jobs::wait_for_end(bus, "once").await?;
+    jobs::submit_plain(bus, job.to_string().as_bytes()).await?;
+    // Wait until fetch has taken the second submission.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = bus
+            .js
+            .get_stream(bus.names.jobs_stream())
+            .await?
+            .get_consumer(&bus.names.fetch_consumer())
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let info = consumer.info().await?;
+        if info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence >= 2
+        {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "fetch never took it: {info:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let tasks = bus.js.get_stream(bus.names.tasks_stream()).await?;
+    let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+        tasks.get_consumer(&bus.names.task_consumer("once")).await;
+    assert!(consumer.is_err(), "the ended job's task consumer came back");
+    let state = jobs::wait_for_end(bus, "once").await?;
+    assert_eq!((state.status, state.failed), (first.status, 2));
+    env.stop_services().await?;
+    Ok(())
+}
