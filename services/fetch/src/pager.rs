@@ -316,7 +316,7 @@ impl Pager {
         Ok(())
     }
 
-    async fn fail(&self, error: String) -> Result<()> {
+    async fn fail(&mut self, error: String) -> Result<()> {
         tracing::warn!(job = %self.job, error, "source failed; failing the job");
         let entry = LedgerEntry::FetchFailed {
             error,
@@ -327,7 +327,12 @@ impl Pager {
             .await?
             .await
             .ctx("recording source failure")?;
-        Ok(())
+        // Nothing more to read: a pager started before the reducer has
+        // folded the failure (the job still says `fetching`) must not ask
+        // the source again.
+        let mut next = self.checkpoint.clone();
+        next.done = true;
+        self.save_checkpoint(next).await
     }
 }
 
