@@ -14,11 +14,10 @@ the reply is `{"ok": true, "output": ...}` or
 import asyncio
 import json
 import os
-import signal
 
 import nats
 
-from jetflow_protocol import QUEUE_GROUP, failure, success
+from jetflow_protocol import QUEUE_GROUP, failure, run_until_stopped, success
 
 
 async def main() -> None:
@@ -50,12 +49,7 @@ async def main() -> None:
     await nc.subscribe(subject, queue=QUEUE_GROUP, cb=handle)
     await nc.flush()
     print(f"ready: {subject}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await nc.drain()
+    await run_until_stopped(nc)
 
 
 if __name__ == "__main__":

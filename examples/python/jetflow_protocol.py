@@ -1,9 +1,11 @@
 """The few pieces of jetflow's wire protocol (docs/protocol.md) a Python
 worker needs. Not an SDK: plain JSON over any NATS client."""
 
+import asyncio
 import base64
 import json
 import re
+import signal
 
 #: Workers of one subject share this queue group (any name works).
 QUEUE_GROUP = "jetflow-workers"
@@ -27,3 +29,14 @@ def success(output) -> bytes:
 def failure(error: str, retryable: bool) -> bytes:
     """A handler reply saying the work failed; `retryable` asks for a retry."""
     return json.dumps({"ok": False, "error": error, "retryable": retryable}).encode()
+
+
+async def run_until_stopped(nc) -> None:
+    """Serves until SIGTERM or SIGINT, then drains `nc` (requests in hand
+    are answered first)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await nc.drain()

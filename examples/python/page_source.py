@@ -12,9 +12,10 @@ or `{"error": "..."}` to fail the job (docs/protocol.md).
 import asyncio
 import json
 import os
-import signal
 
 import nats
+
+from jetflow_protocol import run_until_stopped
 
 
 async def main() -> None:
@@ -45,12 +46,7 @@ async def main() -> None:
     await nc.subscribe(subject, cb=handle)
     await nc.flush()
     print(f"ready: {subject}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await nc.drain()
+    await run_until_stopped(nc)
 
 
 if __name__ == "__main__":

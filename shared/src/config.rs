@@ -68,6 +68,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// The metrics endpoint flag every service takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
+    #[arg(long, env = "JETFLOW_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
 /// Logging flags.
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {

@@ -4,7 +4,7 @@
 use std::{future::Future, time::Duration};
 
 use async_nats::jetstream::{
-    consumer::{pull, PullConsumer},
+    consumer::{self, pull, PullConsumer},
     AckKind, Message,
 };
 use futures::StreamExt;
@@ -25,6 +25,17 @@ pub async fn settle(msg: &Message, result: Result<()>, what: &str) {
     };
     if let Err(err) = msg.ack_with(ack).await {
         tracing::warn!(error = %err, "cannot acknowledge {what}");
+    }
+}
+
+/// The config of a durable, explicitly acknowledged consumer `name` of the
+/// messages on `filter`.
+pub fn durable(name: String, filter: String) -> pull::Config {
+    pull::Config {
+        durable_name: Some(name),
+        filter_subject: filter,
+        ack_policy: consumer::AckPolicy::Explicit,
+        ..Default::default()
     }
 }
 

@@ -121,20 +121,32 @@ impl Metrics {
         }
     }
 
+    // The helpers below run per item: when nothing reads the instruments
+    // they return before building any attribute (each is an allocation).
+
     /// `n` items of a `kind` job fetched.
     pub fn fetched(&self, kind: &str, n: u64) {
+        if !self.enabled {
+            return;
+        }
         self.items_fetched
             .add(n, &[KeyValue::new("job_kind", kind.to_string())]);
     }
 
     /// `n` tasks of a `kind` job published.
     pub fn published(&self, kind: &str, n: u64) {
+        if !self.enabled {
+            return;
+        }
         self.tasks_published
             .add(n, &[KeyValue::new("job_kind", kind.to_string())]);
     }
 
     /// An item of a `kind` job finished a call with `status`.
     pub fn item(&self, kind: &str, status: &'static str) {
+        if !self.enabled {
+            return;
+        }
         self.items.add(
             1,
             &[
@@ -146,19 +158,25 @@ impl Metrics {
 
     /// An item of a `kind` job was dead-lettered.
     pub fn dead_letter(&self, kind: &str) {
+        if !self.enabled {
+            return;
+        }
         self.dead_lettered
             .add(1, &[KeyValue::new("job_kind", kind.to_string())]);
     }
 
     /// A handler call to `target` took `seconds`.
     pub fn call(&self, target: &str, seconds: f64) {
+        if !self.enabled {
+            return;
+        }
         self.handler_duration
             .record(seconds, &[KeyValue::new("target", target.to_string())]);
     }
 
     /// `n` outcomes of `status` counted into a `kind` job's tally.
     pub fn counted(&self, kind: &str, status: &'static str, n: u64) {
-        if n > 0 {
+        if self.enabled && n > 0 {
             self.outcomes.add(
                 n,
                 &[
@@ -171,6 +189,9 @@ impl Metrics {
 
     /// A job ended with `status`.
     pub fn ended(&self, status: &str) {
+        if !self.enabled {
+            return;
+        }
         self.jobs_ended
             .add(1, &[KeyValue::new("status", status.to_string())]);
     }

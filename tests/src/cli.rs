@@ -13,27 +13,33 @@ pub const CLI_DEADLINE: Duration = Duration::from_secs(60);
 /// Runs `jetflow args…` with no NATS settings (e.g. `dev`), stdin closed,
 /// stdout and stderr piped.
 pub async fn run(args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
-    let mut command = tokio::process::Command::new(binary("jetflow")?);
-    command
-        .args(args)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    tokio::time::timeout(timeout, command.output())
-        .await
-        .with_context(|| format!("jetflow {args:?} did not finish within {timeout:?}"))?
-        .context("running jetflow")
+    output(command(args)?, args, timeout).await
 }
 
 /// Runs `jetflow args…` against `nats` (through `NATS_URL` and
 /// `JETFLOW_NAMESPACE`, as an operator's shell would).
 pub async fn run_in(nats: &NatsArgs, args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
+    let mut command = command(args)?;
+    command
+        .env("NATS_URL", nats.nats_url.join(","))
+        .env("JETFLOW_NAMESPACE", &nats.namespace);
+    output(command, args, timeout).await
+}
+
+fn command(args: &[&str]) -> anyhow::Result<tokio::process::Command> {
     let mut command = tokio::process::Command::new(binary("jetflow")?);
     command
         .args(args)
-        .env("NATS_URL", nats.nats_url.join(","))
-        .env("JETFLOW_NAMESPACE", &nats.namespace)
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
+    Ok(command)
+}
+
+async fn output(
+    mut command: tokio::process::Command,
+    args: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<Output> {
     tokio::time::timeout(timeout, command.output())
         .await
         .with_context(|| format!("jetflow {args:?} did not finish within {timeout:?}"))?

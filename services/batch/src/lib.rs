@@ -30,9 +30,9 @@ pub struct Config {
     /// Batches this instance fans out at once.
     #[arg(long, env = "JETFLOW_BATCH_PARALLEL", default_value_t = 8)]
     pub parallel: usize,
-    /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
-    #[arg(long, env = "JETFLOW_METRICS_ADDR")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The metrics endpoint.
+    #[command(flatten)]
+    pub metrics: jetflow_shared::MetricsArgs,
 }
 
 impl Config {
@@ -41,7 +41,7 @@ impl Config {
         Self {
             nats,
             parallel: 8,
-            metrics_addr: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -56,7 +56,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     tracing::info!(namespace = bus.names.namespace(), instance, "batch ready");
     let activity = Activity::new("batch", &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
-    let metrics = metrics::serve(config.metrics_addr, "jetflow-batch", &shutdown).await?;
+    let metrics = metrics::serve(config.metrics.metrics_addr, "jetflow-batch", &shutdown).await?;
     tokio::spawn(metrics::watch_consumers(
         bus.clone(),
         metrics.clone(),

@@ -9,11 +9,7 @@
 //! A request that cannot be used (bad body, unknown job) is dead-lettered
 //! with the reason; one for a job that has already ended is dropped.
 
-use async_nats::jetstream::{
-    consumer::{pull, AckPolicy},
-    kv::Operation,
-    Message,
-};
+use async_nats::jetstream::{kv::Operation, Message};
 use chrono::Utc;
 use jetflow_shared::{
     codec, consume,
@@ -25,17 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Consumes cancel requests until `shutdown`.
 pub async fn cancels(bus: Bus, shutdown: CancellationToken) {
-    let config = pull::Config {
-        durable_name: Some(bus.names.cancel_consumer()),
-        filter_subject: bus.names.cancel_subject("*"),
-        ack_policy: AckPolicy::Explicit,
-        ..Default::default()
-    };
-    let stream = bus.names.jobs_stream();
+    let names = &bus.names;
     consume::one_at_a_time(
         &bus,
-        &stream,
-        config,
+        &names.jobs_stream(),
+        consume::durable(names.cancel_consumer(), names.cancel_subject("*")),
         "cancel request",
         &shutdown,
         |bus, msg| async move { cancel(&bus, &msg).await },
@@ -45,17 +35,11 @@ pub async fn cancels(bus: Bus, shutdown: CancellationToken) {
 
 /// Consumes settings changes until `shutdown`.
 pub async fn config_changes(bus: Bus, shutdown: CancellationToken) {
-    let config = pull::Config {
-        durable_name: Some(bus.names.config_consumer()),
-        filter_subject: bus.names.config_subject("*"),
-        ack_policy: AckPolicy::Explicit,
-        ..Default::default()
-    };
-    let stream = bus.names.jobs_stream();
+    let names = &bus.names;
     consume::one_at_a_time(
         &bus,
-        &stream,
-        config,
+        &names.jobs_stream(),
+        consume::durable(names.config_consumer(), names.config_subject("*")),
         "settings change",
         &shutdown,
         |bus, msg| async move { reconfigure(&bus, &msg).await },

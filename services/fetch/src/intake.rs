@@ -5,13 +5,7 @@
 //! submission is acked only after all of them, so a crash anywhere simply
 //! repeats them on redelivery.
 
-use std::time::Duration;
-
-use async_nats::jetstream::{
-    consumer::{pull, AckPolicy},
-    kv::CreateErrorKind,
-    Message,
-};
+use async_nats::jetstream::{kv::CreateErrorKind, Message};
 use chrono::Utc;
 use jetflow_shared::{
     codec, consume,
@@ -25,18 +19,11 @@ use tracing::Instrument;
 
 /// Consumes submissions until `shutdown`.
 pub async fn run(bus: Bus, shutdown: CancellationToken) {
-    let config = pull::Config {
-        durable_name: Some(bus.names.fetch_consumer()),
-        filter_subject: bus.names.submit_subject(),
-        ack_policy: AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(30),
-        ..Default::default()
-    };
-    let stream = bus.names.jobs_stream();
+    let names = &bus.names;
     consume::one_at_a_time(
         &bus,
-        &stream,
-        config,
+        &names.jobs_stream(),
+        consume::durable(names.fetch_consumer(), names.submit_subject()),
         "submission",
         &shutdown,
         |bus, msg| async move { handle(&bus, &msg).await },

@@ -32,9 +32,9 @@ pub struct Config {
     /// NATS connection and namespace.
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
-    #[arg(long, env = "JETFLOW_METRICS_ADDR")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The metrics endpoint.
+    #[command(flatten)]
+    pub metrics: jetflow_shared::MetricsArgs,
 }
 
 impl Config {
@@ -42,7 +42,7 @@ impl Config {
     pub fn new(nats: NatsArgs) -> Self {
         Self {
             nats,
-            metrics_addr: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -53,7 +53,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let instance = jetflow_shared::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "fetch ready");
     let activity = Activity::new("fetch", &instance, bus.names.namespace());
-    let metrics = metrics::serve(config.metrics_addr, "jetflow-fetch", &shutdown).await?;
+    let metrics = metrics::serve(config.metrics.metrics_addr, "jetflow-fetch", &shutdown).await?;
 
     let tasks = TaskTracker::new();
     tasks.spawn(micro::spawn(&bus, &activity, None, &shutdown));

@@ -44,9 +44,9 @@ pub struct Config {
     /// up to 30 s, while probes fail).
     #[arg(long, env = "JETFLOW_BREAKER_COOLDOWN", default_value = "2s")]
     pub breaker_cooldown: HumanDuration,
-    /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
-    #[arg(long, env = "JETFLOW_METRICS_ADDR")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The metrics endpoint.
+    #[command(flatten)]
+    pub metrics: jetflow_shared::MetricsArgs,
 }
 
 impl Config {
@@ -57,7 +57,7 @@ impl Config {
             max_inflight: 1024,
             breaker_threshold: 5,
             breaker_cooldown: HumanDuration::from_secs(2),
-            metrics_addr: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -98,7 +98,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         Arc::new(move || serde_json::json!({ "breakers": breakers.statuses(Instant::now()) }))
     };
     let service = micro::spawn(&bus, &activity, Some(details), &shutdown);
-    let metrics = metrics::serve(config.metrics_addr, "jetflow-migrate", &shutdown).await?;
+    let metrics = metrics::serve(config.metrics.metrics_addr, "jetflow-migrate", &shutdown).await?;
     let consumers = tokio::spawn(metrics::watch_consumers(
         bus.clone(),
         metrics.clone(),

@@ -38,9 +38,9 @@ pub struct Config {
     /// How often retention looks for expired jobs.
     #[arg(long, env = "JETFLOW_GC_EVERY", default_value = "10m")]
     pub gc_every: HumanDuration,
-    /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
-    #[arg(long, env = "JETFLOW_METRICS_ADDR")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The metrics endpoint.
+    #[command(flatten)]
+    pub metrics: jetflow_shared::MetricsArgs,
 }
 
 impl Config {
@@ -50,7 +50,7 @@ impl Config {
             nats,
             retention: Retention(Some(HumanDuration::from_secs(7 * 86_400))),
             gc_every: HumanDuration::from_secs(600),
-            metrics_addr: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -78,7 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let activity = Activity::new("reduce", &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
     let job_metrics = job_metrics::JobMetrics::new(
-        metrics::serve(config.metrics_addr, "jetflow-reduce", &shutdown).await?,
+        metrics::serve(config.metrics.metrics_addr, "jetflow-reduce", &shutdown).await?,
     );
     if config.gc_every.get().is_zero() {
         return Err(Error::Config("--gc-every: must be above zero".into()));

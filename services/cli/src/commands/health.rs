@@ -82,7 +82,7 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
     for (stream, consumer) in durable {
         health
             .consumers
-            .push(consumer_health(&js, &stream, &consumer, true).await);
+            .push(consumer_health(&js, &stream, &consumer).await);
     }
     // Every job's task consumer: lag is the job's items not yet handed out.
     if let Ok(stream) = js.get_stream(names.tasks_stream()).await {
@@ -174,7 +174,6 @@ async fn consumer_health(
     js: &async_nats::jetstream::Context,
     stream: &str,
     consumer: &str,
-    required: bool,
 ) -> Thing {
     let info = async {
         let stream = js.get_stream(stream).await?;
@@ -188,7 +187,7 @@ async fn consumer_health(
         Ok(info) => consumer_thing(stream, &info),
         Err(err) => Thing {
             name: format!("{stream} > {consumer}"),
-            ok: !required,
+            ok: false,
             detail: format!("missing (is its service running?): {err}"),
         },
     }
