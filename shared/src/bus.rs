@@ -148,15 +148,26 @@ impl Bus {
         entry: &LedgerEntry,
         msg_id: &str,
     ) -> Result<jetstream::context::PublishAckFuture> {
+        self.append_encoded_ledger(job, codec::to_msgpack(entry), Some(msg_id))
+            .await
+    }
+
+    /// Appends a ledger entry already encoded as MessagePack, with a
+    /// de-duplication id or (for an entry that has no natural one, like a
+    /// group of item results) without.
+    pub async fn append_encoded_ledger(
+        &self,
+        job: &str,
+        payload: bytes::Bytes,
+        msg_id: Option<&str>,
+    ) -> Result<jetstream::context::PublishAckFuture> {
         let mut hdrs = codec::headers_for(Format::MsgPack);
-        hdrs.insert(headers::MSG_ID, msg_id);
+        if let Some(msg_id) = msg_id {
+            hdrs.insert(headers::MSG_ID, msg_id);
+        }
         crate::trace::inject_current(&mut hdrs);
         self.js
-            .publish_with_headers(
-                self.names.result_subject(job),
-                hdrs,
-                codec::to_msgpack(entry),
-            )
+            .publish_with_headers(self.names.result_subject(job), hdrs, payload)
             .await
             .ctx("publishing ledger entry")
     }

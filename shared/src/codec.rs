@@ -111,14 +111,24 @@ pub fn decode<T: DeserializeOwned>(
 }
 
 /// Decodes `payload` as `format`, naming the offending field on failure.
+///
+/// Tracking the field path costs on every message, and almost every
+/// message is fine: decode plainly first, and only a payload that fails is
+/// decoded again, with the path, to say where.
 pub fn decode_as<T: DeserializeOwned>(format: Format, payload: &[u8]) -> Result<T, DecodeError> {
     let fail = |reason: String| DecodeError { format, reason };
     match format {
         Format::Json => {
+            if let Ok(value) = T::deserialize(&mut serde_json::Deserializer::from_slice(payload)) {
+                return Ok(value);
+            }
             let de = &mut serde_json::Deserializer::from_slice(payload);
             serde_path_to_error::deserialize(de).map_err(|e| fail(describe(e)))
         }
         Format::MsgPack => {
+            if let Ok(value) = T::deserialize(&mut rmp_serde::Deserializer::new(payload)) {
+                return Ok(value);
+            }
             let de = &mut rmp_serde::Deserializer::new(payload);
             serde_path_to_error::deserialize(de).map_err(|e| fail(describe(e)))
         }

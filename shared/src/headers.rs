@@ -20,6 +20,11 @@ pub const ATTEMPTS: &str = "Jetflow-Attempts";
 /// dead letter it came from. A replayed task runs even though its item has a
 /// (failed) outcome.
 pub const REPLAY: &str = "Jetflow-Replay";
+/// On a task published again because its batch was delivered again (batch
+/// crashed mid-dispatch): the item may have finished since, so migrate
+/// checks for its outcome before calling. Plain first deliveries skip that
+/// read, which is one round trip per item saved.
+pub const REDISPATCHED: &str = "Jetflow-Redispatched";
 /// The subject the message was originally published to.
 pub const ORIGINAL_SUBJECT: &str = "Jetflow-Original-Subject";
 /// On a `nats` handler request: `<job>:<item>` (`<job>:<item>:<step>` for

@@ -225,6 +225,13 @@ pub enum LedgerEntry {
     },
     /// An item finished.
     Item(ItemResult),
+    /// Several items finished: how migrate reports results, grouping what
+    /// finished while its previous group was being stored, so that a busy
+    /// job costs one stored write per group rather than one per item.
+    Items {
+        /// The results, each counted as if it were its own `item` entry.
+        results: Vec<ItemResult>,
+    },
     /// Someone asked to cancel the job.
     Cancel {
         /// Why, if they said.

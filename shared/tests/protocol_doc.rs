@@ -675,6 +675,9 @@ fn ledger_entries() -> Vec<LedgerEntry> {
         },
         LedgerEntry::Dispatched { batch: 3, at: t(1) },
         LedgerEntry::Item(item_result()),
+        LedgerEntry::Items {
+            results: vec![item_result(), item_result()],
+        },
         LedgerEntry::Cancel {
             reason: Some("operator asked".into()),
             at: t(3),
@@ -700,6 +703,7 @@ fn ledger_entries() -> Vec<LedgerEntry> {
             | LedgerEntry::FetchFailed { .. }
             | LedgerEntry::Dispatched { .. }
             | LedgerEntry::Item(_)
+            | LedgerEntry::Items { .. }
             | LedgerEntry::Cancel { .. }
             | LedgerEntry::Config { .. }
             | LedgerEntry::TimedOut { .. }
@@ -885,6 +889,7 @@ fn cases() -> Vec<Case> {
                 duration_ms: 95,
                 finished_at: t(9),
                 result_seq: 10_702,
+                result_index: 17,
                 replaced: Some(ItemStatus::Failed),
             }],
         ),

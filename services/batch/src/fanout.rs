@@ -131,8 +131,15 @@ async fn dispatch(
         batch.items
     };
     let subject = bus.names.task_subject(&job);
-    // Each item's span is a child of this batch's.
-    let trace_headers = trace::headers_of(&tracing::Span::current());
+    // Each item's span is a child of this batch's; a task published again
+    // says so, for migrate to check whether its item finished meanwhile.
+    let mut extra_headers = trace::headers_of(&tracing::Span::current());
+    if redelivered {
+        extra_headers.insert(
+            jetflow_shared::headers::REDISPATCHED.to_string(),
+            "true".to_string(),
+        );
+    }
     // Publish every task, then wait for all acknowledgements together.
     let mut acks = Vec::with_capacity(items.len());
     for item in items {
@@ -150,7 +157,7 @@ async fn dispatch(
             .payload(payload)
             .header(jetflow_shared::headers::CONTENT_TYPE, content_type)
             .message_id(msg_id);
-        for (name, value) in &trace_headers {
+        for (name, value) in &extra_headers {
             publish = publish.header(name.as_str(), value.as_str());
         }
         acks.push(

@@ -67,7 +67,16 @@ async fn read_task(
 
 /// Whether the item must not be called: it has an outcome (invariant 4) —
 /// unless this is a replay and that outcome is a failure.
+///
+/// Only a task that may have run before can find an outcome: a redelivery,
+/// a task held back and published again, one batch published again, or a
+/// replay. A plain first delivery is a task whose item has never run
+/// (batch's publishes de-duplicate by item, and on a batch's redelivery it
+/// marks what it publishes), so it skips the read — a round trip per item.
 async fn already_done(ctx: &JobContext, task: &TaskMessage, delivery: &Delivery) -> Result<bool> {
+    if !delivery.may_have_run {
+        return Ok(false);
+    }
     let key = Names::item_outcome_key(&ctx.job, &task.item.id);
     let recorded = ctx
         .bus
@@ -181,6 +190,8 @@ struct Delivery {
     dlq_id: String,
     /// The dead letter a replayed task came from.
     replay: Option<String>,
+    /// Whether the item may have run before this delivery (see `already_done`).
+    may_have_run: bool,
 }
 
 impl Delivery {
@@ -199,22 +210,29 @@ impl Delivery {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let delivered = u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1);
+        let replay = header(headers::REPLAY);
+        let may_have_run = delivered > 1
+            || calls_before > 0
+            || replay.is_some()
+            || header(headers::REDISPATCHED).is_some();
         Ok(Self {
             attempt: calls_before.saturating_add(delivered),
             seq: info.stream_sequence,
             dlq_id: format!("{}:{}", info.stream, info.stream_sequence),
-            replay: header(headers::REPLAY),
+            replay,
+            may_have_run,
         })
     }
 }
 
-/// Stores an item's result on the job's ledger; waits for the stream's ack.
+/// Stores an item's result on the job's ledger; returns once it is stored.
+/// A replay's result goes alone, with an id that makes a repeat of the same
+/// replay store it once; every other result goes in a group.
 async fn publish_result(ctx: &JobContext, result: ItemResult, replay: Option<&str>) -> Result<()> {
-    let key = item_key(&result.id);
-    let msg_id = match replay {
-        Some(dead_letter) => format!("{}:replay:{dead_letter}:{key}", ctx.job),
-        None => format!("{}:item:{key}", ctx.job),
+    let Some(dead_letter) = replay else {
+        return ctx.ledger.store(result).await;
     };
+    let msg_id = format!("{}:replay:{dead_letter}:{}", ctx.job, item_key(&result.id));
     ctx.bus
         .append_ledger(&ctx.job, &LedgerEntry::Item(result), &msg_id)
         .await?

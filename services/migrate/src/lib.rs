@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod decision;
 pub mod handler;
 mod item;
+mod ledger;
 pub mod worker;
 
 use std::{sync::Arc, time::Instant};

@@ -2,6 +2,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// Every item allocates and frees many small buffers (messages, headers,
+// futures) across threads; glibc malloc spent a quarter of the profile
+// on that, mimalloc a fraction of it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// jetflow's migrate stage: runs each item's handler with durable retries.
 #[derive(Parser)]
 #[command(name = "jetflow-migrate", version)]

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use crate::{
     breaker::{http_target, Breakers},
     item,
+    ledger::LedgerWriter,
 };
 
 /// What a job's worker needs, shared by its item tasks.
@@ -38,6 +39,8 @@ pub struct JobContext {
     pub(crate) job: String,
     pub(crate) spec: Arc<JobSpec>,
     pub(crate) settings: Settings,
+    /// Where the job's item results are stored, grouped.
+    pub(crate) ledger: LedgerWriter,
 }
 
 impl JobContext {
@@ -57,7 +60,7 @@ impl JobContext {
             other => other.type_name().to_string(),
         };
         Self {
-            bus,
+            bus: bus.clone(),
             http,
             slots,
             breakers,
@@ -67,6 +70,7 @@ impl JobContext {
             job: state.id.clone(),
             settings: state.spec.settings(),
             spec: Arc::new(state.spec.clone()),
+            ledger: LedgerWriter::start(bus.clone(), state.id.clone()),
         }
     }
 

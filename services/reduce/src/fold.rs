@@ -32,6 +32,40 @@ pub struct Effects {
     pub reconfigured: bool,
 }
 
+/// One fact to fold: a ledger entry, or one result of an `items` entry.
+#[derive(Debug)]
+pub struct Fact {
+    /// Stream sequence of the ledger message it came in.
+    pub seq: u64,
+    /// Its position in that message (0 but for the results of an `items` entry).
+    pub index: u32,
+    /// `None` for a message that could not be read.
+    pub entry: Option<LedgerEntry>,
+}
+
+/// The facts in decoded ledger messages, in order: an `items` entry
+/// becomes one `item` fact per result, each counted on its own.
+pub fn flatten(entries: Vec<(u64, Option<LedgerEntry>)>) -> Vec<Fact> {
+    let mut facts = Vec::with_capacity(entries.len());
+    for (seq, entry) in entries {
+        match entry {
+            Some(LedgerEntry::Items { results }) => {
+                facts.extend(results.into_iter().enumerate().map(|(index, result)| Fact {
+                    seq,
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    entry: Some(LedgerEntry::Item(result)),
+                }));
+            }
+            entry => facts.push(Fact {
+                seq,
+                index: 0,
+                entry,
+            }),
+        }
+    }
+    facts
+}
+
 /// Applies the ledger entry at stream sequence `seq`. `count` says whether
 /// (and how) this entry counts: only the entry that created — or, for a
 /// replay, replaced — its item's outcome record does; any other result for
@@ -115,6 +149,9 @@ pub fn apply(
             }
         }
         Some(LedgerEntry::Replayed { items, .. }) => state.replaying.extend(items.iter().cloned()),
+        // Never here: `flatten` turns these into `item` facts, each with its
+        // own count. Only the checkpoint above applies.
+        Some(LedgerEntry::Items { .. }) => {}
         Some(LedgerEntry::Item(result)) => {
             if result.replay {
                 state.replaying.remove(&result.id);
@@ -402,6 +439,52 @@ mod tests {
         );
         assert_eq!((state.batches, state.fetched, state.succeeded), (1, 2, 1));
         assert_eq!(state.open_batches[&1].done(), 1);
+    }
+
+    #[test]
+    fn an_items_entry_is_one_fact_per_result_under_its_sequence() {
+        let LedgerEntry::Item(a) = result(1, "a", true) else {
+            unreachable!()
+        };
+        let LedgerEntry::Item(b) = result(1, "b", false) else {
+            unreachable!()
+        };
+        let facts = flatten(vec![
+            (7, Some(fetched(1, 2))),
+            (
+                8,
+                Some(LedgerEntry::Items {
+                    results: vec![a.clone(), b.clone()],
+                }),
+            ),
+            (9, None),
+        ]);
+        let keys: Vec<_> = facts.iter().map(|f| (f.seq, f.index)).collect();
+        assert_eq!(keys, [(7, 0), (8, 0), (8, 1), (9, 0)]);
+        assert_eq!(facts[1].entry, Some(LedgerEntry::Item(a)));
+        assert_eq!(facts[2].entry, Some(LedgerEntry::Item(b)));
+
+        let mut state = job("continue");
+        let mut effects = Effects::default();
+        for fact in &facts {
+            let count = if matches!(fact.entry, Some(LedgerEntry::Item(_))) {
+                Count::New
+            } else {
+                Count::No
+            };
+            apply(
+                &mut state,
+                fact.seq,
+                fact.entry.as_ref(),
+                count,
+                &mut effects,
+            );
+        }
+        assert_eq!(
+            (state.succeeded, state.failed, state.batches_done),
+            (1, 1, 1)
+        );
+        assert_eq!(state.folded_seq, 9);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Item outcome records: created once, by the reducer, and tagged with the
-//! stream sequence of the ledger entry that created them.
+//! stream sequence of the ledger entry that created them (and the result's
+//! position in it, for an `items` entry).
 //!
 //! That tag is what lets a reducer that crashed between creating a record and
 //! checkpointing recognise, on replay, that the record is its own (same
-//! sequence: count it) rather than a duplicate result's (other sequence:
-//! skip it).
+//! sequence and position: count it) rather than a duplicate result's (any
+//! other: skip it).
 
 use async_nats::jetstream::kv::{CreateErrorKind, Operation};
 use futures::future::join_all;
@@ -16,6 +17,8 @@ use jetflow_shared::{
     names::Names,
     Bus, Result, ResultExt,
 };
+
+use crate::fold::Fact;
 
 /// How a ledger entry counts toward the tally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,21 +37,24 @@ pub enum Count {
 /// For each entry, how it counts: an item result counts exactly when this
 /// entry created (or, for a replay, replaced) its item's outcome record —
 /// now, or before a crash.
-pub async fn record(
-    bus: &Bus,
-    job: &str,
-    entries: &[(u64, Option<LedgerEntry>)],
-) -> Result<Vec<Count>> {
-    let checks = entries.iter().map(|(seq, entry)| async move {
-        match entry {
-            Some(LedgerEntry::Item(result)) => create_or_recognise(bus, job, *seq, result).await,
+pub async fn record(bus: &Bus, job: &str, facts: &[Fact]) -> Result<Vec<Count>> {
+    let checks = facts.iter().map(|fact| async move {
+        match &fact.entry {
+            Some(LedgerEntry::Item(result)) => {
+                create_or_recognise(bus, job, (fact.seq, fact.index), result).await
+            }
             _ => Ok(Count::No),
         }
     });
     join_all(checks).await.into_iter().collect()
 }
 
-async fn create_or_recognise(bus: &Bus, job: &str, seq: u64, result: &ItemResult) -> Result<Count> {
+async fn create_or_recognise(
+    bus: &Bus,
+    job: &str,
+    (seq, index): (u64, u32),
+    result: &ItemResult,
+) -> Result<Count> {
     let key = Names::item_outcome_key(job, &result.id);
     let mut outcome = ItemOutcome {
         job: job.to_string(),
@@ -63,6 +69,7 @@ async fn create_or_recognise(bus: &Bus, job: &str, seq: u64, result: &ItemResult
         duration_ms: result.duration_ms,
         finished_at: result.finished_at,
         result_seq: seq,
+        result_index: index,
         replaced: None,
     };
     match bus.kv.items.create(&key, codec::to_json(&outcome)).await {
@@ -76,15 +83,16 @@ async fn create_or_recognise(bus: &Bus, job: &str, seq: u64, result: &ItemResult
         return Ok(Count::No);
     };
     let existing: ItemOutcome = codec::decode_as(codec::Format::Json, &entry.value)?;
-    if existing.result_seq == seq {
+    if (existing.result_seq, existing.result_index) == (seq, index) {
         // Ours, from before a crash.
         return Ok(match existing.replaced {
             Some(from) => Count::Correction { from },
             None => Count::New,
         });
     }
-    let replaces =
-        result.replay && existing.status == ItemStatus::Failed && existing.result_seq < seq;
+    let replaces = result.replay
+        && existing.status == ItemStatus::Failed
+        && (existing.result_seq, existing.result_index) < (seq, index);
     if !replaces {
         return Ok(Count::No);
     }

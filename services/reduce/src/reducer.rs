@@ -13,7 +13,7 @@ use async_nats::jetstream::{
     Message,
 };
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jetflow_shared::{
     codec, job::JobState, lease::Work, limits, messages::LedgerEntry, trace, Bus, Error, Result,
     ResultExt,
@@ -23,8 +23,11 @@ use tracing::Instrument;
 
 use crate::{announce, fold, job_metrics::JobMetrics, outcomes, stopping};
 
-/// Most ledger entries folded per checkpoint.
+/// Most ledger messages folded per checkpoint...
 const MAX_CHUNK: usize = 1000;
+/// ...and most bytes of them: an `items` entry holds up to a few hundred
+/// results, each an outcome record to write in the same fold.
+const MAX_CHUNK_BYTES: usize = 512 << 10;
 /// How often a stopping job's drain and an active job's timeout are checked.
 const TICK: Duration = Duration::from_millis(250);
 /// How often folded ledger entries are purged.
@@ -107,35 +110,25 @@ impl Reducer {
             })
             .await
             .ctx("reading the job's ledger")?;
-        let mut ledger = consumer
-            .messages()
-            .await
-            .ctx("reading the job's ledger")?
-            .ready_chunks(MAX_CHUNK);
+        let mut ledger = consumer.messages().await.ctx("reading the job's ledger")?;
         let mut tick = tokio::time::interval(TICK);
         loop {
-            let chunk = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Err(Error::Shutdown),
-                chunk = ledger.next() => chunk,
+                first = ledger.next() => first,
                 _ = tick.tick() => {
                     self.append_due().await?;
                     continue;
                 }
             };
-            let Some(chunk) = chunk else {
+            let Some(first) = first else {
                 return Err(Error::Nats {
                     context: "reading the job's ledger".into(),
                     message: "ledger ended".into(),
                 });
             };
-            let mut messages = Vec::with_capacity(chunk.len());
-            for msg in chunk {
-                match msg {
-                    Ok(msg) => messages.push(msg),
-                    Err(err) => tracing::debug!(job = %self.job, error = %err, "ledger read error"),
-                }
-            }
+            let messages = self.chunk(first, &mut ledger);
             if messages.is_empty() {
                 continue;
             }
@@ -147,6 +140,31 @@ impl Reducer {
             }
             self.purge_folded(false).await;
         }
+    }
+
+    /// `first` and whatever else of the ledger has already arrived, up to
+    /// the chunk limits.
+    fn chunk<S, E>(&self, first: std::result::Result<Message, E>, ledger: &mut S) -> Vec<Message>
+    where
+        S: futures::Stream<Item = std::result::Result<Message, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut messages = Vec::new();
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Ok(msg) => {
+                    bytes += msg.payload.len();
+                    messages.push(msg);
+                }
+                Err(err) => tracing::debug!(job = %self.job, error = %err, "ledger read error"),
+            }
+            if messages.len() < MAX_CHUNK && bytes < MAX_CHUNK_BYTES {
+                next = ledger.next().now_or_never().flatten();
+            }
+        }
+        messages
     }
 
     /// Folds one run of ledger messages and checkpoints; true if the job ended.
@@ -181,11 +199,18 @@ impl Reducer {
         if entries.is_empty() {
             return Ok(false);
         }
-        let counts = outcomes::record(&self.bus, &self.job, &entries).await?;
+        let facts = fold::flatten(entries);
+        let counts = outcomes::record(&self.bus, &self.job, &facts).await?;
         let mut next = self.state.clone();
         let mut effects = fold::Effects::default();
-        for ((seq, entry), count) in entries.iter().zip(counts) {
-            fold::apply(&mut next, *seq, entry.as_ref(), count, &mut effects);
+        for (fact, count) in facts.iter().zip(counts) {
+            fold::apply(
+                &mut next,
+                fact.seq,
+                fact.entry.as_ref(),
+                count,
+                &mut effects,
+            );
         }
         fold::settle(&mut next, Utc::now(), &mut effects);
         announce::batches(&self.bus, &next, &effects).await?;

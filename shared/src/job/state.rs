@@ -329,6 +329,10 @@ pub struct ItemOutcome {
     /// Stream sequence of the ledger message that created (or, for a
     /// replay, replaced) this record.
     pub result_seq: u64,
+    /// Position of the result within that message, for an `items` entry
+    /// that carries several (0 otherwise).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub result_index: u32,
     /// A replay replaced an earlier outcome of this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<ItemStatus>,
@@ -348,4 +352,8 @@ pub struct FetchCheckpoint {
     pub fetched: u64,
     /// The source is exhausted.
     pub done: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

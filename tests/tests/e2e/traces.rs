@@ -70,25 +70,16 @@ async fn a_jobs_spans_in_every_service_and_its_workers_share_one_trace() -> anyh
         "jetflow-migrate",
         "jetflow-reduce",
     ];
+    // Spans arrive in export batches, each service on its own schedule:
+    // wait until every service and every item's span has come in.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let spans = receiver.spans();
-        let services: BTreeSet<&str> = spans
-            .iter()
-            .filter(|s| s.trace_id == trace_id)
-            .map(|s| s.service.as_str())
-            .collect();
-        if wanted.iter().all(|w| services.contains(w)) {
-            let items = spans
-                .iter()
-                .filter(|s| s.trace_id == trace_id && s.name == "item")
-                .count();
-            assert!(items >= 120, "one span per item: {items}");
-            let names: BTreeSet<&str> = spans
-                .iter()
-                .filter(|s| s.trace_id == trace_id)
-                .map(|s| s.name.as_str())
-                .collect();
+        let traced: Vec<_> = spans.iter().filter(|s| s.trace_id == trace_id).collect();
+        let services: BTreeSet<&str> = traced.iter().map(|s| s.service.as_str()).collect();
+        let items = traced.iter().filter(|s| s.name == "item").count();
+        if wanted.iter().all(|w| services.contains(w)) && items >= 120 {
+            let names: BTreeSet<&str> = traced.iter().map(|s| s.name.as_str()).collect();
             for name in ["job", "fetch.page", "batch.dispatch", "item", "reduce.fold"] {
                 assert!(names.contains(name), "no {name} span in {names:?}");
             }
@@ -96,7 +87,7 @@ async fn a_jobs_spans_in_every_service_and_its_workers_share_one_trace() -> anyh
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "spans in trace {trace_id} came only from {services:?} ({} spans received)",
+            "spans in trace {trace_id} came only from {services:?}, with {items} item spans of 120 ({} spans received)",
             spans.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
