@@ -47,7 +47,7 @@ pub mod watch;
 pub mod worker;
 
 pub use bus::{Bus, DeadLetter};
-pub use config::{LogArgs, LogFormat, MetricsArgs, NatsArgs};
+pub use config::{LogArgs, LogFormat, MetricsArgs, NatsArgs, RuntimeArgs};
 pub use error::{Error, Result, ResultExt};
 pub use names::Names;
 

@@ -4,17 +4,25 @@ use std::{future::Future, process::ExitCode};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{signals, telemetry, LogArgs, Result};
+use crate::{signals, telemetry, LogArgs, Result, RuntimeArgs};
 
-/// Runs `run` on a multi-threaded runtime with logging and signal handling
-/// set up; maps its result to the exit code.
-pub fn main<F, Fut>(name: &str, log: LogArgs, run: F) -> ExitCode
+/// Runs `run` on a runtime of `runtime.worker_threads` threads with logging
+/// and signal handling set up; maps its result to the exit code.
+pub fn main<F, Fut>(name: &str, log: LogArgs, runtime: RuntimeArgs, run: F) -> ExitCode
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
+    if runtime.worker_threads == 0 {
+        eprintln!("{name}: --worker-threads: must be at least 1");
+        return ExitCode::from(2);
+    }
     let _telemetry = telemetry::init(log.log_format, name);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(runtime.worker_threads)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("{name}: cannot start the async runtime: {err}");

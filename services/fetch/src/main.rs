@@ -16,11 +16,13 @@ struct Cli {
     config: jetflow_fetch::Config,
     #[command(flatten)]
     log: jetflow_shared::LogArgs,
+    #[command(flatten)]
+    runtime: jetflow_shared::RuntimeArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    jetflow_shared::service::main("jetflow-fetch", cli.log, |shutdown| {
+    jetflow_shared::service::main("jetflow-fetch", cli.log, cli.runtime, |shutdown| {
         jetflow_fetch::run(cli.config, shutdown)
     })
 }

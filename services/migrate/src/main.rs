@@ -16,11 +16,13 @@ struct Cli {
     config: jetflow_migrate::Config,
     #[command(flatten)]
     log: jetflow_shared::LogArgs,
+    #[command(flatten)]
+    runtime: jetflow_shared::RuntimeArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    jetflow_shared::service::main("jetflow-migrate", cli.log, |shutdown| {
+    jetflow_shared::service::main("jetflow-migrate", cli.log, cli.runtime, |shutdown| {
         jetflow_migrate::run(cli.config, shutdown)
     })
 }

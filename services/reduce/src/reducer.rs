@@ -28,6 +28,12 @@ const MAX_CHUNK: usize = 1000;
 /// ...and most bytes of them: an `items` entry holds up to a few hundred
 /// results, each an outcome record to write in the same fold.
 const MAX_CHUNK_BYTES: usize = 512 << 10;
+/// Least time between two folds. A fold writes the whole job state, which
+/// every service watching jobs then reads; folding whatever had arrived the
+/// moment anything arrived made a busy job write its state hundreds of times
+/// a second, a few results each. Waiting this long lets results gather
+/// (their items are long acked: the wait holds nothing up but the tally).
+const FOLD_EVERY: Duration = Duration::from_millis(20);
 /// How often a stopping job's drain and an active job's timeout are checked.
 const TICK: Duration = Duration::from_millis(250);
 /// How often folded ledger entries are purged.
@@ -112,6 +118,7 @@ impl Reducer {
             .ctx("reading the job's ledger")?;
         let mut ledger = consumer.messages().await.ctx("reading the job's ledger")?;
         let mut tick = tokio::time::interval(TICK);
+        let mut last_fold = tokio::time::Instant::now() - FOLD_EVERY;
         loop {
             let first = tokio::select! {
                 biased;
@@ -128,6 +135,12 @@ impl Reducer {
                     message: "ledger ended".into(),
                 });
             };
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Err(Error::Shutdown),
+                _ = tokio::time::sleep_until(last_fold + FOLD_EVERY) => {}
+            }
+            last_fold = tokio::time::Instant::now();
             let messages = self.chunk(first, &mut ledger);
             if messages.is_empty() {
                 continue;
