@@ -70,9 +70,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         return Err(Error::Config("--max-inflight: must be at least 1".into()));
     }
     let bus = Bus::connect(&config.nats, "jetflow-migrate", &shutdown).await?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
+    let http = handler::http::client()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
     if config.breaker_threshold == 0 || config.breaker_cooldown.get().is_zero() {
         return Err(Error::Config(

@@ -22,6 +22,18 @@ const MAX_OUTPUT: usize = 4096;
 /// Longest part of an error body quoted in the item's error.
 const MAX_ERROR_BODY: usize = 300;
 
+/// The client every `http` handler call goes through. Redirects are not
+/// followed: a handler is an action (POST by default), and following a
+/// 301/302 would silently repeat it as a GET somewhere else. A 3xx fails
+/// the item, naming where it pointed. (It also spares every call the
+/// redirect layer's per-request URL bookkeeping.)
+pub fn client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(256)
+        .build()
+}
+
 /// Calls `spec` for the item of `call`.
 pub async fn call(
     client: &reqwest::Client,
@@ -61,6 +73,11 @@ pub async fn call(
         HandlerError::Transient(format!("{} {url}: {what}", method.as_str()))
     })?;
     let status = response.status();
+    let location = status
+        .is_redirection()
+        .then(|| response.headers().get(reqwest::header::LOCATION))
+        .flatten()
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     let text = response
         .text()
         .await
@@ -68,7 +85,12 @@ pub async fn call(
     if status.is_success() {
         return Ok(output(&text));
     }
-    let error = format!("HTTP {status}: {}", quote(&text, MAX_ERROR_BODY));
+    let error = match location {
+        Some(location) => format!(
+            "HTTP {status}: redirects are not followed; the handler url points to {location:?}"
+        ),
+        None => format!("HTTP {status}: {}", quote(&text, MAX_ERROR_BODY)),
+    };
     if is_transient(status, &spec.retry_on) {
         Err(HandlerError::Transient(error))
     } else {
