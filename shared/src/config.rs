@@ -81,9 +81,10 @@ pub struct MetricsArgs {
 pub struct RuntimeArgs {
     /// Threads of the async runtime. A service spends its time waiting on
     /// NATS and HTTP, and every hand-off between threads costs a wake-up:
-    /// on one thread a 2-core machine ran the whole pipeline 10-25% faster
-    /// for a fifth less CPU per item (docs/performance.md). Scale a stage by
-    /// running more instances, or raise this for one large instance.
+    /// on one thread each, the 2-core benchmark's latency-bound job ran
+    /// 10-25% faster for 20-30% less CPU per item (docs/performance.md).
+    /// Scale a stage by running more instances, or raise this for one
+    /// large instance.
     #[arg(long, env = "JETFLOW_WORKER_THREADS", default_value_t = 1)]
     pub worker_threads: usize,
 }
