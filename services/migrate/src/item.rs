@@ -211,10 +211,12 @@ impl Delivery {
             .unwrap_or(0);
         let delivered = u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1);
         let replay = header(headers::REPLAY);
-        let may_have_run = delivered > 1
-            || calls_before > 0
-            || replay.is_some()
-            || header(headers::REDISPATCHED).is_some();
+        let may_have_run = may_have_run(
+            delivered,
+            calls_before,
+            replay.is_some(),
+            header(headers::REDISPATCHED).is_some(),
+        );
         Ok(Self {
             attempt: calls_before.saturating_add(delivered),
             seq: info.stream_sequence,
@@ -223,6 +225,13 @@ impl Delivery {
             may_have_run,
         })
     }
+}
+
+/// Whether a task's item may have run before: it was delivered before, held
+/// back after calls (`calls_before`), replayed from the DLQ, or published
+/// again by a redelivered batch. Anything else is a first run.
+fn may_have_run(delivered: u32, calls_before: u32, replayed: bool, redispatched: bool) -> bool {
+    delivered > 1 || calls_before > 0 || replayed || redispatched
 }
 
 /// Stores an item's result on the job's ledger; returns once it is stored.
@@ -333,4 +342,18 @@ async fn dead_letter(
             msg_id: &delivery.dlq_id,
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_have_run;
+
+    #[test]
+    fn only_a_plain_first_delivery_skips_the_outcome_read() {
+        assert!(!may_have_run(1, 0, false, false));
+        assert!(may_have_run(2, 0, false, false), "redelivered");
+        assert!(may_have_run(1, 3, false, false), "held back after calls");
+        assert!(may_have_run(1, 0, true, false), "replayed");
+        assert!(may_have_run(1, 0, false, true), "published again by batch");
+    }
 }
