@@ -236,7 +236,8 @@ impl Report {
     }
 
     /// CPU seconds per process during each job, against what the cores
-    /// could give over the job's wall time.
+    /// could give over the job's wall time, and what that makes per item
+    /// (all processes together): the figure a design change moves.
     fn cpu_lines(&self) -> Vec<String> {
         let columns = [
             NATS_SERVER,
@@ -247,7 +248,7 @@ impl Report {
             BENCH,
         ];
         let mut out = vec![format!(
-            "{:<40} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>16}",
+            "{:<40} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>16} {:>9}",
             "CPU seconds during the job",
             "nats-server",
             "fetch",
@@ -255,7 +256,8 @@ impl Report {
             "migrate",
             "reduce",
             "bench",
-            "sum / available"
+            "sum / available",
+            "µs/item"
         )];
         for p in &self.pipelines {
             let cell = |name: &str| {
@@ -266,8 +268,9 @@ impl Report {
             };
             let sum: f64 = p.cpu_seconds.values().sum();
             let available = p.seconds * self.machine.cores as f64;
+            let per_item = sum * 1e6 / p.items.max(1) as f64;
             out.push(format!(
-                "{:<40} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>16}",
+                "{:<40} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>16} {:>9}",
                 format!("[{}] N={}", p.label, p.items),
                 cell(columns[0]),
                 cell(columns[1]),
@@ -275,7 +278,8 @@ impl Report {
                 cell(columns[3]),
                 cell(columns[4]),
                 cell(columns[5]),
-                format!("{sum:.1} / {available:.1}")
+                format!("{sum:.1} / {available:.1}"),
+                format!("{per_item:.0}")
             ));
         }
         out
