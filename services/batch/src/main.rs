@@ -2,11 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// Every item allocates and frees many small buffers (messages, headers,
-// futures) across threads; glibc malloc spent a quarter of the profile
-// on that, mimalloc a fraction of it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+jetflow_shared::use_mimalloc!();
 
 /// jetflow's batch stage: fans each page out into one task per item.
 #[derive(Parser)]

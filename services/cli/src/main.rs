@@ -11,11 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use jetflow_shared::LogArgs;
 
-// Every item allocates and frees many small buffers (messages, headers,
-// futures) across threads; glibc malloc spent a quarter of the profile
-// on that, mimalloc a fraction of it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+jetflow_shared::use_mimalloc!();
 
 /// jetflow: large batch jobs on NATS JetStream.
 #[derive(Parser)]

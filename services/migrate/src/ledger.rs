@@ -14,6 +14,9 @@
 //! reducer, which counts only the result that created the item's outcome
 //! record.
 
+use std::borrow::Borrow;
+
+use bytes::Bytes;
 use futures::{stream::FuturesUnordered, StreamExt};
 use jetflow_shared::{codec, messages::ItemResult, Bus, Error, Result, ResultExt};
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +32,12 @@ const MAX_GROUP_BYTES: usize = 256 << 10;
 struct Pending {
     result: ItemResult,
     stored: oneshot::Sender<Result<()>>,
+}
+
+impl Borrow<ItemResult> for Pending {
+    fn borrow(&self) -> &ItemResult {
+        &self.result
+    }
 }
 
 /// The handle items store their results through. Cloning shares the writer;
@@ -93,19 +102,9 @@ struct ItemsEntry<'a> {
     results: Vec<&'a ItemResult>,
 }
 
-/// Stores one group (split if it encodes too large) and answers its items.
+/// Stores one group (in parts, if it encodes too large) and answers its items.
 async fn store_group(bus: &Bus, job: &str, group: Vec<Pending>) {
-    let mut parts = vec![group];
-    while let Some(mut part) = parts.pop() {
-        let payload = codec::to_msgpack(&ItemsEntry {
-            results: part.iter().map(|p| &p.result).collect(),
-        });
-        if payload.len() > MAX_GROUP_BYTES && part.len() > 1 {
-            let second = part.split_off(part.len() / 2);
-            parts.push(second);
-            parts.push(part);
-            continue;
-        }
+    for (payload, part) in encode_parts(group, MAX_GROUP_BYTES) {
         let outcome = store(bus, job, payload).await;
         for pending in part {
             // An item that gave up waiting (shutdown) no longer listens.
@@ -120,7 +119,27 @@ async fn store_group(bus: &Bus, job: &str, group: Vec<Pending>) {
     }
 }
 
-async fn store(bus: &Bus, job: &str, payload: bytes::Bytes) -> Result<()> {
+/// `group` as `items` entries of at most `max_bytes` each (a single result
+/// may exceed it alone), halving a part until it fits; in order.
+fn encode_parts<T: Borrow<ItemResult>>(group: Vec<T>, max_bytes: usize) -> Vec<(Bytes, Vec<T>)> {
+    let mut encoded = Vec::new();
+    let mut parts = vec![group];
+    while let Some(mut part) = parts.pop() {
+        let payload = codec::to_msgpack(&ItemsEntry {
+            results: part.iter().map(Borrow::borrow).collect(),
+        });
+        if payload.len() > max_bytes && part.len() > 1 {
+            let second = part.split_off(part.len() / 2);
+            parts.push(second);
+            parts.push(part);
+        } else {
+            encoded.push((payload, part));
+        }
+    }
+    encoded
+}
+
+async fn store(bus: &Bus, job: &str, payload: Bytes) -> Result<()> {
     bus.append_encoded_ledger(job, payload, None)
         .await?
         .await
@@ -163,5 +182,45 @@ mod tests {
                 results: vec![a, b]
             }
         );
+    }
+
+    #[test]
+    fn a_group_too_large_is_stored_in_parts_that_fit_in_order() {
+        let big = |id: &str| ItemResult {
+            output: serde_json::json!("x".repeat(1000)),
+            ..result(id)
+        };
+        let group: Vec<ItemResult> = (0..10).map(|i| big(&format!("item-{i}"))).collect();
+        let parts = encode_parts(group.clone(), 3000);
+        assert!(
+            parts.len() >= 4,
+            "10 results of ~1 KB in parts of 3 KB: {}",
+            parts.len()
+        );
+        let mut stored = Vec::new();
+        for (payload, part) in parts {
+            assert!(payload.len() <= 3000, "a part of {} bytes", payload.len());
+            let entry: LedgerEntry = codec::decode(None, &payload).unwrap();
+            assert_eq!(
+                entry,
+                LedgerEntry::Items {
+                    results: part.clone()
+                }
+            );
+            stored.extend(part);
+        }
+        assert_eq!(stored, group, "every result once, in order");
+
+        // One result larger than the limit still goes, alone.
+        let huge = ItemResult {
+            output: serde_json::json!("y".repeat(5000)),
+            ..result("huge")
+        };
+        let parts = encode_parts(vec![result("a"), huge.clone()], 3000);
+        let ids: Vec<Vec<String>> = parts
+            .iter()
+            .map(|(_, part)| part.iter().map(|r| r.id.clone()).collect())
+            .collect();
+        assert_eq!(ids, [vec!["a".to_string()], vec!["huge".to_string()]]);
     }
 }

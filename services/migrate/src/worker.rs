@@ -60,7 +60,8 @@ impl JobContext {
             other => other.type_name().to_string(),
         };
         Self {
-            bus: bus.clone(),
+            ledger: LedgerWriter::start(bus.clone(), state.id.clone()),
+            bus,
             http,
             slots,
             breakers,
@@ -70,7 +71,6 @@ impl JobContext {
             job: state.id.clone(),
             settings: state.spec.settings(),
             spec: Arc::new(state.spec.clone()),
-            ledger: LedgerWriter::start(bus.clone(), state.id.clone()),
         }
     }
 
