@@ -66,6 +66,8 @@ bench: setup
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(PYTHON) tools/check_wire_names.py
+	tools/check_worker_deps.sh
 	$(TOOLS)/prometheus/usr/bin/promtool check rules deploy/prometheus/alerts.yml
 	node tools/asyncapi/validate.mjs
 

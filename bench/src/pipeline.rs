@@ -15,10 +15,8 @@ use std::{
 use anyhow::{bail, Context as _};
 use futures::StreamExt;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
-use jetflow_shared::{
-    job::{JobState, JobStatus},
-    provision, Bus, NatsArgs,
-};
+use jetflow_protocol::job::{JobState, JobStatus};
+use jetflow_runtime::{nats::provision, Bus, NatsArgs};
 use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -121,7 +119,7 @@ pub async fn run(target: &Target<'_>, case: &Case) -> anyhow::Result<PipelineRes
         .label
         .to_ascii_lowercase()
         .replace(|c: char| !c.is_ascii_alphanumeric(), "");
-    let suffix = &jetflow_shared::instance_id()[..8];
+    let suffix = &jetflow_runtime::instance_id()[..8];
     let mut nats = NatsArgs::new(
         target.urls.to_vec(),
         &format!("bench-{label_token}-{suffix}"),

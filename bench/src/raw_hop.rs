@@ -22,11 +22,11 @@ use async_nats::{
 };
 use bytes::Bytes;
 use futures::{stream::FuturesUnordered, StreamExt};
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     messages::{Item, TaskMessage},
-    NatsArgs,
 };
+use jetflow_runtime::NatsArgs;
 use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -85,16 +85,19 @@ pub async fn run(
     payload: Bytes,
 ) -> anyhow::Result<HopResult> {
     let nats = NatsArgs::new(urls.to_vec(), "bench");
-    let client =
-        jetflow_shared::connect::connect(&nats, "jetflow-bench-hop", &CancellationToken::new())
-            .await?;
+    let client = jetflow_runtime::nats::connect::connect(
+        &nats,
+        "jetflow-bench-hop",
+        &CancellationToken::new(),
+    )
+    .await?;
     // The services' JetStream settings (see `Bus::connect`).
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(10))
         .max_ack_inflight(20_000)
         .backpressure_on_inflight(true)
         .build(client.clone());
-    let id = &jetflow_shared::instance_id()[..8];
+    let id = &jetflow_runtime::instance_id()[..8];
     let (a, b) = (format!("BENCH_HOP_{id}_A"), format!("BENCH_HOP_{id}_B"));
     let subject_a = Subject::from(format!("bench.hop.{id}.a"));
     let subject_b = Subject::from(format!("bench.hop.{id}.b"));

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use jetflow_protocol::Stage;
 use serde::Serialize;
 
 use crate::{
@@ -199,7 +200,12 @@ impl Report {
         out.push(String::new());
         out.push(format!(
             "{:<40} {:>14} {:>9} {:>9} {:>9} {:>9}",
-            "peak RSS (VmHWM), MB", "first call", "fetch", "batch", "migrate", "reduce"
+            "peak RSS (VmHWM), MB",
+            "first call",
+            Stage::Fetch,
+            Stage::Batch,
+            Stage::Migrate,
+            Stage::Reduce
         ));
         for p in &self.pipelines {
             let rss = |s: &str| {
@@ -251,10 +257,10 @@ impl Report {
             "{:<40} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>16} {:>9}",
             "CPU seconds during the job",
             "nats-server",
-            "fetch",
-            "batch",
-            "migrate",
-            "reduce",
+            Stage::Fetch,
+            Stage::Batch,
+            Stage::Migrate,
+            Stage::Reduce,
             "bench",
             "sum / available",
             "µs/item"

@@ -10,17 +10,18 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use jetflow_shared::{Bus, NatsArgs};
+use jetflow_protocol::Stage;
+use jetflow_runtime::{Bus, NatsArgs};
 use tokio::process::{Child, Command};
 
 use crate::rss;
 
 /// The binary names of the four stages, in pipeline order.
 pub const SERVICES: [&str; 4] = [
-    "jetflow-fetch",
-    "jetflow-batch",
-    "jetflow-migrate",
-    "jetflow-reduce",
+    Stage::Fetch.service_name(),
+    Stage::Batch.service_name(),
+    Stage::Migrate.service_name(),
+    Stage::Reduce.service_name(),
 ];
 
 /// How long services get to connect, provision and subscribe.

@@ -3,7 +3,7 @@
 use std::{process::Output, time::Duration};
 
 use anyhow::Context as _;
-use jetflow_shared::NatsArgs;
+use jetflow_runtime::NatsArgs;
 
 use crate::processes::binary;
 

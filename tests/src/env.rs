@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use jetflow_devkit::NatsServer;
-use jetflow_shared::{Bus, NatsArgs};
+use jetflow_runtime::{Bus, NatsArgs};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// One test's world.
@@ -120,7 +120,7 @@ fn init_logging() {
         .try_init();
 }
 
-fn expect_clean(name: &str, result: jetflow_shared::Result<()>) {
+fn expect_clean(name: &str, result: jetflow_runtime::Result<()>) {
     if let Err(err) = result {
         panic!("service {name} failed: {err}");
     }

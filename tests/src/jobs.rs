@@ -11,13 +11,13 @@ use async_nats::{
 };
 use futures::StreamExt;
 use jetflow_devkit::MockAgents;
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::{ItemOutcome, JobState},
     messages::JobEvent,
     names::item_id_from_key,
-    Bus,
 };
+use jetflow_runtime::Bus;
 use serde_json::{json, Value};
 
 /// How long a test waits for a job before calling it stuck. Generous: the

@@ -14,5 +14,5 @@ pub use processes::ServiceProcesses;
 
 /// Fresh namespace per test, so tests never see each other's state.
 pub fn unique_namespace(prefix: &str) -> String {
-    format!("{prefix}-{}", &jetflow_shared::instance_id()[..8])
+    format!("{prefix}-{}", &jetflow_runtime::instance_id()[..8])
 }

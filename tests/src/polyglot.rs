@@ -5,7 +5,7 @@
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use anyhow::{bail, Context as _};
-use jetflow_shared::NatsArgs;
+use jetflow_runtime::NatsArgs;
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
     process::{Child, ChildStdout, Command},

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use jetflow_shared::NatsArgs;
+use jetflow_runtime::NatsArgs;
 
 /// The binary names of the four stages.
 pub const SERVICES: [&str; 4] = [

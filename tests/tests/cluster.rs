@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig, NatsCluster};
 use jetflow_e2e::{jobs, ServiceProcesses};
-use jetflow_shared::{job::JobStatus, Bus, NatsArgs};
+use jetflow_protocol::job::JobStatus;
+use jetflow_runtime::{Bus, NatsArgs};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

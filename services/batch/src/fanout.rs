@@ -5,15 +5,17 @@ use std::{future::IntoFuture, sync::Arc};
 use async_nats::jetstream::{kv::Operation, message::PublishMessage, Message};
 use chrono::Utc;
 use futures::future::{join_all, try_join_all};
-use jetflow_shared::{
-    activity::Activity,
-    codec, consume,
+use jetflow_protocol::{
+    codec,
     job::{HandlerSpec, JobState},
     limits,
     messages::{BatchMessage, Item, LedgerEntry, TaskMessage},
-    metrics::Metrics,
     names::Names,
-    trace, Bus, Result, ResultExt,
+    Stage,
+};
+use jetflow_runtime::{
+    nats::consume, process::activity::Activity, process::metrics::Metrics, process::trace, Bus,
+    Result, ResultExt,
 };
 use tracing::Instrument;
 
@@ -29,7 +31,7 @@ enum Plan {
 
 /// Handles one batch message, acknowledging it exactly once.
 pub async fn handle(bus: &Bus, activity: &Arc<Activity>, metrics: &Metrics, msg: Message) {
-    consume::settle(&msg, process(bus, activity, metrics, &msg).await, "batch").await
+    consume::settle(&msg, process(bus, activity, metrics, &msg).await, "page").await
 }
 
 async fn process(
@@ -54,7 +56,7 @@ async fn process(
         }
         Plan::Drop => Ok(()),
         Plan::DeadLetter { job, reason } => {
-            bus.dead_letter_message("batch", job.as_deref(), &reason, msg)
+            bus.dead_letter_message(Stage::Batch, job.as_deref(), &reason, msg)
                 .await
         }
     }
@@ -136,14 +138,14 @@ async fn dispatch(
     let mut extra_headers = trace::headers_of(&tracing::Span::current());
     if redelivered {
         extra_headers.insert(
-            jetflow_shared::headers::REDISPATCHED.to_string(),
+            jetflow_protocol::headers::REDISPATCHED.to_string(),
             "true".to_string(),
         );
     }
     // Publish every task, then wait for all acknowledgements together.
     let mut acks = Vec::with_capacity(items.len());
     for item in items {
-        let msg_id = format!("{job}:{}", jetflow_shared::names::item_key(&item.id));
+        let msg_id = TaskMessage::msg_id(&job, &item.id);
         let task = TaskMessage {
             job: job.clone(),
             batch: number,
@@ -155,7 +157,7 @@ async fn dispatch(
         };
         let mut publish = PublishMessage::build()
             .payload(payload)
-            .header(jetflow_shared::headers::CONTENT_TYPE, content_type)
+            .header(jetflow_protocol::headers::CONTENT_TYPE, content_type)
             .message_id(msg_id);
         for (name, value) in &extra_headers {
             publish = publish.header(name.as_str(), value.as_str());
@@ -175,7 +177,7 @@ async fn dispatch(
         batch: number,
         at: Utc::now(),
     };
-    bus.append_ledger(&job, &dispatched, &format!("{job}:dispatched:{number}"))
+    bus.append_fact(&job, &dispatched)
         .await?
         .await
         .ctx("recording dispatch")?;

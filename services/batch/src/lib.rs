@@ -14,10 +14,12 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use futures::StreamExt;
-use jetflow_shared::{
-    activity::Activity,
-    metrics::{self, Metrics},
-    micro, Bus, Error, NatsArgs, Result, ResultExt,
+use jetflow_protocol::{names, Stage};
+use jetflow_runtime::{
+    process::activity::Activity,
+    process::metrics::{self, Metrics},
+    process::micro,
+    Bus, Error, ErrorKind, NatsArgs, Result, ResultExt,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -32,7 +34,7 @@ pub struct Config {
     pub parallel: usize,
     /// The metrics endpoint.
     #[command(flatten)]
-    pub metrics: jetflow_shared::MetricsArgs,
+    pub metrics: jetflow_runtime::MetricsArgs,
 }
 
 impl Config {
@@ -51,18 +53,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if config.parallel == 0 {
         return Err(Error::Config("--parallel: must be at least 1".into()));
     }
-    let bus = Bus::connect(&config.nats, "jetflow-batch", &shutdown).await?;
-    let instance = jetflow_shared::instance_id();
+    let bus = Bus::connect(&config.nats, Stage::Batch.service_name(), &shutdown).await?;
+    let instance = jetflow_runtime::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "batch ready");
-    let activity = Activity::new("batch", &instance, bus.names.namespace());
+    let activity = Activity::new(Stage::Batch, &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
-    let metrics = metrics::serve(config.metrics.metrics_addr, "jetflow-batch", &shutdown).await?;
+    let metrics = metrics::serve(
+        config.metrics.metrics_addr,
+        Stage::Batch.service_name(),
+        &shutdown,
+    )
+    .await?;
     tokio::spawn(metrics::watch_consumers(
         bus.clone(),
         metrics.clone(),
-        "batch",
+        Stage::Batch,
         bus.names.batches_stream(),
-        |name| name == "batch",
+        |name| name == names::BATCH_CONSUMER,
         shutdown.clone(),
     ));
     loop {
@@ -131,10 +138,11 @@ async fn consume(
             }
             Some(Err(err)) => tracing::warn!(error = %err, "error pulling batches"),
             None => {
-                break Err(Error::Nats {
-                    context: "pulling batches".into(),
-                    message: "stream ended".into(),
-                })
+                break Err(Error::nats(
+                    "pulling batches",
+                    ErrorKind::Transient,
+                    "stream ended",
+                ))
             }
         }
     };

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use jetflow_shared::{Bus, Names, NatsArgs};
+use jetflow_protocol::Names;
+use jetflow_runtime::{Bus, NatsArgs};
 use tokio_util::sync::CancellationToken;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,7 +38,7 @@ pub async fn bare(
         tokio::time::sleep(CONNECT_TIMEOUT).await;
         deadline.cancel();
     });
-    let client = jetflow_shared::connect::connect(args, "jetflow-cli", &token).await;
+    let client = jetflow_runtime::nats::connect::connect(args, "jetflow-cli", &token).await;
     timer.abort();
     let client =
         client.with_context(|| format!("cannot reach NATS at {}", args.nats_url.join(",")))?;
@@ -48,7 +49,7 @@ pub async fn bare(
 async fn with_deadline<'a, F, Fut>(args: &'a NatsArgs, connect: F) -> anyhow::Result<Bus>
 where
     F: FnOnce(CancellationToken) -> Fut,
-    Fut: std::future::Future<Output = jetflow_shared::Result<Bus>> + 'a,
+    Fut: std::future::Future<Output = jetflow_runtime::Result<Bus>> + 'a,
 {
     let token = CancellationToken::new();
     let deadline = token.clone();

@@ -1,7 +1,8 @@
 //! Reading a job's state from the jobs bucket, as `nats kv get` would.
 
 use anyhow::{bail, Context as _};
-use jetflow_shared::{codec, job::JobState, names, Bus};
+use jetflow_protocol::{codec, job::JobState, names};
+use jetflow_runtime::Bus;
 
 /// The job's state; an error naming the job and namespace if there is none.
 pub async fn load(bus: &Bus, job: &str) -> anyhow::Result<JobState> {

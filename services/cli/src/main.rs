@@ -5,13 +5,14 @@ mod connect;
 mod job_state;
 mod progress;
 mod render;
+mod stage_arg;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use jetflow_shared::LogArgs;
+use jetflow_runtime::LogArgs;
 
-jetflow_shared::use_mimalloc!();
+jetflow_runtime::use_mimalloc!();
 
 /// jetflow: large batch jobs on NATS JetStream.
 #[derive(Parser)]
@@ -109,9 +110,9 @@ fn main() -> ExitCode {
 
 /// The services log at info in `jetflow dev`; the other commands only warn
 /// unless `RUST_LOG` says otherwise, so their output stays readable.
-fn init_logging(log: &LogArgs, quiet: bool) -> jetflow_shared::telemetry::Telemetry {
+fn init_logging(log: &LogArgs, quiet: bool) -> jetflow_runtime::process::telemetry::Telemetry {
     if quiet && std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
-    jetflow_shared::telemetry::init(log.log_format, "jetflow")
+    jetflow_runtime::process::telemetry::init(log.log_format, "jetflow")
 }

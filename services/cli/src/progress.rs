@@ -5,7 +5,8 @@ use std::{collections::BTreeMap, io::IsTerminal, time::Duration};
 
 use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jetflow_shared::{codec, job::JobState, watch::KvWatch, Bus};
+use jetflow_protocol::{codec, job::JobState};
+use jetflow_runtime::{nats::watch::KvWatch, Bus};
 
 use crate::render;
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use jetflow_shared::job::JobState;
+use jetflow_protocol::job::JobState;
 
 /// A multi-line summary: status, counts, progress, rate, ETA, open batches, errors.
 pub fn summary(state: &JobState) -> String {

@@ -11,12 +11,13 @@
 
 use async_nats::jetstream::{kv::Operation, Message};
 use chrono::Utc;
-use jetflow_shared::{
-    codec, consume,
+use jetflow_protocol::{
+    codec,
     job::{ConfigChange, JobState},
     messages::{CancelRequest, LedgerEntry},
-    names, Bus, Result, ResultExt,
+    names, Stage,
 };
+use jetflow_runtime::{nats::consume, Bus, Result, ResultExt};
 use tokio_util::sync::CancellationToken;
 
 /// Consumes cancel requests until `shutdown`.
@@ -64,7 +65,7 @@ async fn cancel(bus: &Bus, msg: &Message) -> Result<()> {
         reason: request.reason,
         at: Utc::now(),
     };
-    bus.append_ledger(&job, &entry, &format!("{job}:cancel"))
+    bus.append_fact(&job, &entry)
         .await?
         .await
         .ctx("recording the cancel request")?;
@@ -92,7 +93,7 @@ async fn reconfigure(bus: &Bus, msg: &Message) -> Result<()> {
         change: change.clone(),
         at: Utc::now(),
     };
-    bus.append_ledger(&job, &entry, &format!("{job}:config:{seq}"))
+    bus.append_ledger(&job, &entry, &LedgerEntry::config_msg_id(&job, seq))
         .await?
         .await
         .ctx("recording the settings change")?;
@@ -126,5 +127,6 @@ async fn running_job(bus: &Bus, msg: &Message, what: &str) -> Result<Option<Stri
 
 async fn refuse(bus: &Bus, msg: &Message, reason: &str) -> Result<()> {
     let job = msg.subject.as_str().rsplit('.').next();
-    bus.dead_letter_message("fetch", job, reason, msg).await
+    bus.dead_letter_message(Stage::Fetch, job, reason, msg)
+        .await
 }

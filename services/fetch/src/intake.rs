@@ -7,12 +7,17 @@
 
 use async_nats::jetstream::{kv::CreateErrorKind, Message};
 use chrono::Utc;
-use jetflow_shared::{
-    codec, consume,
+use jetflow_protocol::{
+    codec,
     job::{parse_submission, Invalid, JobSpec, JobState},
     limits,
     messages::{EventKind, JobEvent, TaskQueue},
-    trace, Bus, ResultExt,
+    Stage,
+};
+use jetflow_runtime::{
+    nats::{consume, task_queue},
+    process::trace,
+    Bus, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -43,7 +48,7 @@ fn judge(msg: &Message) -> Verdict {
     if let Some(reason) = limits::oversized(msg.payload.len(), limits::MAX_SUBMISSION_BYTES) {
         return Verdict::NotAJob(reason);
     }
-    let new_id = || format!("job-{}", jetflow_shared::instance_id());
+    let new_id = || format!("job-{}", jetflow_runtime::instance_id());
     match parse_submission(msg.headers.as_ref(), &msg.payload, new_id) {
         Ok(spec) => Verdict::Accepted(Box::new(spec)),
         Err(Invalid::Rejected { id, rejection }) => Verdict::Rejected {
@@ -54,7 +59,7 @@ fn judge(msg: &Message) -> Verdict {
     }
 }
 
-async fn handle(bus: &Bus, msg: &Message) -> jetflow_shared::Result<()> {
+async fn handle(bus: &Bus, msg: &Message) -> jetflow_runtime::Result<()> {
     match judge(msg) {
         Verdict::Accepted(spec) => {
             // The job's root span: a child of the submitter's trace if it
@@ -65,13 +70,13 @@ async fn handle(bus: &Bus, msg: &Message) -> jetflow_shared::Result<()> {
         }
         Verdict::Rejected { id, reason } => reject(bus, &id, &reason).await,
         Verdict::NotAJob(reason) => {
-            bus.dead_letter_message("fetch", None, &format!("not a job: {reason}"), msg)
+            bus.dead_letter_message(Stage::Fetch, None, &format!("not a job: {reason}"), msg)
                 .await
         }
     }
 }
 
-async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_shared::Result<()> {
+async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_runtime::Result<()> {
     let id = spec.id.clone().unwrap_or_default();
     let spec_json = codec::to_json(&spec);
     match bus.kv.specs.create(&id, spec_json.clone()).await {
@@ -94,7 +99,7 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_shared::Result<()> {
         }
         Err(err) => return Err(err).ctx("storing job spec"),
     }
-    bus.ensure_task_consumer(&id, &spec).await?;
+    task_queue::ensure(bus, &id, &spec).await?;
     let tasks = TaskQueue::of(&bus.names, &id);
     let mut state = JobState::new(&spec, Utc::now());
     state.tasks = Some(tasks.clone());
@@ -120,7 +125,7 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_shared::Result<()> {
     Ok(())
 }
 
-async fn reject(bus: &Bus, id: &str, reason: &str) -> jetflow_shared::Result<()> {
+async fn reject(bus: &Bus, id: &str, reason: &str) -> jetflow_runtime::Result<()> {
     tracing::info!(job = %id, reason, "job rejected");
     let mut event = JobEvent::new(id, EventKind::Rejected);
     event.reason = Some(reason.to_string());

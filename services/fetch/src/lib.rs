@@ -17,12 +17,17 @@ pub mod source;
 
 use std::sync::Arc;
 
-use jetflow_shared::{
-    activity::Activity,
+use jetflow_protocol::{
     job::{JobState, JobStatus},
-    lease,
-    metrics::{self, Metrics},
-    micro, supervisor, Bus, NatsArgs, Result,
+    names, Stage,
+};
+use jetflow_runtime::{
+    ownership::lease,
+    ownership::supervisor,
+    process::activity::Activity,
+    process::metrics::{self, Metrics},
+    process::micro,
+    Bus, NatsArgs, Result,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -34,7 +39,7 @@ pub struct Config {
     pub nats: NatsArgs,
     /// The metrics endpoint.
     #[command(flatten)]
-    pub metrics: jetflow_shared::MetricsArgs,
+    pub metrics: jetflow_runtime::MetricsArgs,
 }
 
 impl Config {
@@ -49,11 +54,16 @@ impl Config {
 
 /// Runs the fetch stage until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let bus = Bus::connect(&config.nats, "jetflow-fetch", &shutdown).await?;
-    let instance = jetflow_shared::instance_id();
+    let bus = Bus::connect(&config.nats, Stage::Fetch.service_name(), &shutdown).await?;
+    let instance = jetflow_runtime::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "fetch ready");
-    let activity = Activity::new("fetch", &instance, bus.names.namespace());
-    let metrics = metrics::serve(config.metrics.metrics_addr, "jetflow-fetch", &shutdown).await?;
+    let activity = Activity::new(Stage::Fetch, &instance, bus.names.namespace());
+    let metrics = metrics::serve(
+        config.metrics.metrics_addr,
+        Stage::Fetch.service_name(),
+        &shutdown,
+    )
+    .await?;
 
     let tasks = TaskTracker::new();
     tasks.spawn(micro::spawn(&bus, &activity, None, &shutdown));
@@ -63,9 +73,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     tasks.spawn(metrics::watch_consumers(
         bus.clone(),
         metrics.clone(),
-        "fetch",
+        Stage::Fetch,
         bus.names.jobs_stream(),
-        |name| matches!(name, "fetch" | "cancel" | "config"),
+        |name| {
+            matches!(
+                name,
+                names::FETCH_CONSUMER | names::CANCEL_CONSUMER | names::CONFIG_CONSUMER
+            )
+        },
         shutdown.clone(),
     ));
     tasks.spawn(supervise(
@@ -95,7 +110,7 @@ async fn supervise(
         let (bus, owner) = (bus.clone(), instance.clone());
         let (activity, metrics) = (activity.clone(), metrics.clone());
         async move {
-            lease::contend_for_job(&bus, "fetch", &job, &owner, stop, |token| {
+            lease::contend_for_job(&bus, Stage::Fetch, &job, &owner, stop, |token| {
                 pager::page_job(
                     bus.clone(),
                     job.clone(),

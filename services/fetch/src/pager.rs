@@ -11,16 +11,18 @@ use std::{sync::Arc, time::Duration};
 use async_nats::jetstream::kv::Operation;
 use chrono::Utc;
 use futures::FutureExt;
-use jetflow_shared::{
-    activity::Activity,
+use jetflow_protocol::{
     codec, headers,
     job::{FetchCheckpoint, JobSpec, JobState},
-    lease::Work,
     messages::{BatchMessage, EventKind, JobEvent, LedgerEntry, TaskQueue},
-    metrics::Metrics,
     retry::retry_delay,
-    trace,
-    watch::{KvChange, KvWatch},
+};
+use jetflow_runtime::{
+    nats::watch::{KvChange, KvWatch},
+    ownership::lease::Work,
+    process::activity::Activity,
+    process::metrics::Metrics,
+    process::trace,
     Bus, Error, Result, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
@@ -158,7 +160,7 @@ impl Pager {
     async fn start(&self) -> Result<()> {
         let entry = LedgerEntry::Started { at: Utc::now() };
         self.bus
-            .append_ledger(&self.job, &entry, &format!("{}:started", self.job))
+            .append_fact(&self.job, &entry)
             .await?
             .await
             .ctx("recording start")?;
@@ -225,11 +227,7 @@ impl Pager {
                 at: Utc::now(),
             };
             self.bus
-                .append_ledger(
-                    &self.job,
-                    &fetched,
-                    &format!("{}:fetched:{batch}", self.job),
-                )
+                .append_fact(&self.job, &fetched)
                 .await?
                 .await
                 .ctx("recording fetched batch")?;
@@ -250,7 +248,7 @@ impl Pager {
     async fn publish_batch(
         &self,
         batch: u64,
-        items: Vec<jetflow_shared::messages::Item>,
+        items: Vec<jetflow_protocol::messages::Item>,
     ) -> Result<()> {
         let message = BatchMessage {
             job: self.job.clone(),
@@ -260,7 +258,7 @@ impl Pager {
         let mut hdrs = codec::headers_for(codec::Format::MsgPack);
         hdrs.insert(
             headers::MSG_ID,
-            format!("{}:batch:{batch}", self.job).as_str(),
+            BatchMessage::msg_id(&self.job, batch).as_str(),
         );
         trace::inject_current(&mut hdrs);
         self.bus
@@ -308,7 +306,7 @@ impl Pager {
             at: Utc::now(),
         };
         self.bus
-            .append_ledger(&self.job, &entry, &format!("{}:fetch_done", self.job))
+            .append_fact(&self.job, &entry)
             .await?
             .await
             .ctx("recording end of source")?;
@@ -323,7 +321,7 @@ impl Pager {
             at: Utc::now(),
         };
         self.bus
-            .append_ledger(&self.job, &entry, &format!("{}:fetch_failed", self.job))
+            .append_fact(&self.job, &entry)
             .await?
             .await
             .ctx("recording source failure")?;

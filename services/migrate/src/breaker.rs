@@ -189,18 +189,18 @@ impl Breakers {
     }
 }
 
-/// Keeps the [`BREAKER_OPEN`](jetflow_shared::metrics::BREAKER_OPEN) gauge
+/// Keeps the [`BREAKER_OPEN`](jetflow_runtime::process::metrics::BREAKER_OPEN) gauge
 /// up to date (1 while a target's breaker is not closed), until `shutdown`.
 pub async fn export(
     breakers: std::sync::Arc<Breakers>,
-    metrics: jetflow_shared::metrics::Metrics,
+    metrics: jetflow_runtime::process::metrics::Metrics,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     if !metrics.enabled {
         return;
     }
     let gauge = metrics.gauge(
-        jetflow_shared::metrics::BREAKER_OPEN,
+        jetflow_runtime::process::metrics::BREAKER_OPEN,
         "1 while a target's circuit breaker is open or half open",
     );
     loop {

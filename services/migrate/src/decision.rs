@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use jetflow_shared::{job::Settings, retry::retry_delay};
+use jetflow_protocol::{job::Settings, retry::retry_delay};
 use serde_json::Value;
 
 use crate::handler::HandlerError;
@@ -42,7 +42,7 @@ pub fn decide(result: Result<Value, HandlerError>, attempt: u32, settings: &Sett
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jetflow_shared::job::Preset;
+    use jetflow_protocol::job::Preset;
 
     fn settings(max_retries: u32) -> Settings {
         Settings {

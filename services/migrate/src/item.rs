@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{AckKind, Message};
 use chrono::Utc;
-use jetflow_shared::{
+use jetflow_protocol::{
     codec, headers,
     job::{HandlerSpec, ItemOutcome, ItemStatus},
     limits,
-    messages::{ItemResult, LedgerEntry, TaskMessage},
-    names::{item_key, Names},
-    DeadLetter, Error, Result, ResultExt,
+    messages::{dead_letter_msg_id, ItemResult, LedgerEntry, TaskMessage},
+    names::Names,
+    Stage,
 };
+use jetflow_runtime::{DeadLetter, Error, ErrorKind, Result, ResultExt};
 use serde_json::Value;
 
 use crate::{
@@ -196,9 +197,8 @@ struct Delivery {
 
 impl Delivery {
     fn of(msg: &Message) -> Result<Self> {
-        let info = msg.info().map_err(|e| Error::Nats {
-            context: "reading task metadata".into(),
-            message: e.to_string(),
+        let info = msg.info().map_err(|e| {
+            Error::nats("reading task metadata", ErrorKind::Transient, e.to_string())
         })?;
         let header = |name| {
             msg.headers
@@ -220,7 +220,7 @@ impl Delivery {
         Ok(Self {
             attempt: calls_before.saturating_add(delivered),
             seq: info.stream_sequence,
-            dlq_id: format!("{}:{}", info.stream, info.stream_sequence),
+            dlq_id: dead_letter_msg_id(info.stream, info.stream_sequence),
             replay,
             may_have_run,
         })
@@ -241,7 +241,7 @@ async fn publish_result(ctx: &JobContext, result: ItemResult, replay: Option<&st
     let Some(dead_letter) = replay else {
         return ctx.ledger.store(result).await;
     };
-    let msg_id = format!("{}:replay:{dead_letter}:{}", ctx.job, item_key(&result.id));
+    let msg_id = ItemResult::replay_msg_id(&ctx.job, dead_letter, &result.id);
     ctx.bus
         .append_ledger(&ctx.job, &LedgerEntry::Item(result), &msg_id)
         .await?
@@ -289,7 +289,10 @@ async fn hold(ctx: &JobContext, msg: &Message, calls: u32, seq: u64) -> Result<(
         hdrs.insert(headers::CONTENT_TYPE, ct.clone());
     }
     hdrs.insert(headers::ATTEMPTS, calls.to_string().as_str());
-    hdrs.insert(headers::MSG_ID, format!("{}:held:{seq}", ctx.job).as_str());
+    hdrs.insert(
+        headers::MSG_ID,
+        TaskMessage::held_msg_id(&ctx.job, seq).as_str(),
+    );
     ctx.bus
         .js
         .publish_with_headers(msg.subject.clone(), hdrs, msg.payload.clone())
@@ -331,7 +334,7 @@ async fn dead_letter(
 ) -> Result<()> {
     ctx.bus
         .dead_letter(DeadLetter {
-            stage: "migrate",
+            stage: Stage::Migrate,
             job: Some(&ctx.job),
             item,
             error,

@@ -18,7 +18,8 @@ use std::borrow::Borrow;
 
 use bytes::Bytes;
 use futures::{stream::FuturesUnordered, StreamExt};
-use jetflow_shared::{codec, messages::ItemResult, Bus, Error, Result, ResultExt};
+use jetflow_protocol::{codec, messages::ItemResult};
+use jetflow_runtime::{Bus, Error, ErrorKind, Result, ResultExt};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most results in one group.
@@ -58,9 +59,12 @@ impl LedgerWriter {
     /// Stores `result` on the ledger; returns once the stream has it.
     pub(crate) async fn store(&self, result: ItemResult) -> Result<()> {
         let (stored, done) = oneshot::channel();
-        let gone = || Error::Nats {
-            context: "storing item result".into(),
-            message: "the job's ledger writer stopped".into(),
+        let gone = || {
+            Error::nats(
+                "storing item result",
+                ErrorKind::Transient,
+                "the job's ledger writer stopped",
+            )
         };
         self.tx
             .send(Pending { result, stored })
@@ -110,10 +114,11 @@ async fn store_group(bus: &Bus, job: &str, group: Vec<Pending>) {
             // An item that gave up waiting (shutdown) no longer listens.
             let _ = pending.stored.send(match &outcome {
                 Ok(()) => Ok(()),
-                Err(err) => Err(Error::Nats {
-                    context: "storing item result".into(),
-                    message: err.to_string(),
-                }),
+                Err(err) => Err(Error::nats(
+                    "storing item result",
+                    err.kind(),
+                    err.to_string(),
+                )),
             });
         }
     }
@@ -150,7 +155,8 @@ async fn store(bus: &Bus, job: &str, payload: Bytes) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jetflow_shared::{job::ItemStatus, messages::LedgerEntry};
+    use jetflow_protocol::job::ItemStatus;
+    use jetflow_protocol::messages::LedgerEntry;
 
     fn result(id: &str) -> ItemResult {
         ItemResult {

@@ -17,11 +17,14 @@ pub mod worker;
 
 use std::{sync::Arc, time::Instant};
 
-use jetflow_shared::{
-    activity::Activity,
+use jetflow_protocol::{
     duration::HumanDuration,
     job::{HandlerSpec, JobState},
-    metrics, micro, supervisor, Bus, Error, NatsArgs, Result,
+    Stage,
+};
+use jetflow_runtime::{
+    ownership::supervisor, process::activity::Activity, process::metrics, process::micro, Bus,
+    Error, NatsArgs, Result,
 };
 
 use crate::breaker::{BreakerConfig, Breakers};
@@ -47,7 +50,7 @@ pub struct Config {
     pub breaker_cooldown: HumanDuration,
     /// The metrics endpoint.
     #[command(flatten)]
-    pub metrics: jetflow_shared::MetricsArgs,
+    pub metrics: jetflow_runtime::MetricsArgs,
 }
 
 impl Config {
@@ -69,7 +72,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if config.max_inflight == 0 {
         return Err(Error::Config("--max-inflight: must be at least 1".into()));
     }
-    let bus = Bus::connect(&config.nats, "jetflow-migrate", &shutdown).await?;
+    let bus = Bus::connect(&config.nats, Stage::Migrate.service_name(), &shutdown).await?;
     let http = handler::http::client()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
     if config.breaker_threshold == 0 || config.breaker_cooldown.get().is_zero() {
@@ -83,25 +86,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         cooldown: config.breaker_cooldown.get(),
         ..BreakerConfig::default()
     }));
-    let instance = jetflow_shared::instance_id();
-    let janitor = tokio::spawn(jetflow_shared::janitor::run(
+    let instance = jetflow_runtime::instance_id();
+    let janitor = tokio::spawn(jetflow_runtime::ops::janitor::run(
         bus.clone(),
         bus.names.tasks_stream(),
-        "task",
-        "migrate",
+        bus.names.task_subject("*"),
+        Stage::Migrate,
         shutdown.clone(),
     ));
-    let activity = Activity::new("migrate", &instance, bus.names.namespace());
+    let activity = Activity::new(Stage::Migrate, &instance, bus.names.namespace());
     let details: micro::Details = {
         let breakers = breakers.clone();
         Arc::new(move || serde_json::json!({ "breakers": breakers.statuses(Instant::now()) }))
     };
     let service = micro::spawn(&bus, &activity, Some(details), &shutdown);
-    let metrics = metrics::serve(config.metrics.metrics_addr, "jetflow-migrate", &shutdown).await?;
+    let metrics = metrics::serve(
+        config.metrics.metrics_addr,
+        Stage::Migrate.service_name(),
+        &shutdown,
+    )
+    .await?;
     let consumers = tokio::spawn(metrics::watch_consumers(
         bus.clone(),
         metrics.clone(),
-        "migrate",
+        Stage::Migrate,
         bus.names.tasks_stream(),
         |name| name.starts_with("task_"),
         shutdown.clone(),

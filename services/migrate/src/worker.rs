@@ -7,13 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{consumer::PullConsumer, AckKind, Message};
+use async_nats::jetstream::{AckKind, Message};
 use futures::{FutureExt, StreamExt};
-use jetflow_shared::{
-    activity::Activity,
-    job::{ConfigChange, HandlerSpec, JobSpec, JobState, Settings},
-    metrics::Metrics,
-    trace, Bus, Error, Result, ResultExt,
+use jetflow_protocol::job::{ConfigChange, HandlerSpec, JobSpec, JobState, Settings};
+use jetflow_runtime::{
+    nats::task_queue, process::activity::Activity, process::metrics::Metrics, process::trace, Bus,
+    Error, ErrorKind, Result, ResultExt,
 };
 use tokio::sync::{watch, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -138,13 +137,7 @@ async fn consume(
     stop: &CancellationToken,
     in_flight: &TaskTracker,
 ) -> Result<Option<JobSpec>> {
-    let names = &ctx.bus.names;
-    let consumer: PullConsumer = ctx
-        .bus
-        .js
-        .get_consumer_from_stream(names.task_consumer(&ctx.job), names.tasks_stream())
-        .await
-        .ctx("opening the job's task consumer")?;
+    let consumer = task_queue::open(&ctx.bus, &ctx.job).await?;
     let ack_wait = consumer.cached_info().config.ack_wait;
     let batch = (ctx.settings.concurrency as usize).clamp(1, 256);
     let mut messages = consumer
@@ -202,10 +195,11 @@ async fn consume(
             }
             Some(Err(err)) => tracing::debug!(job = %ctx.job, error = %err, "error pulling tasks"),
             None => {
-                return Err(Error::Nats {
-                    context: "pulling tasks".into(),
-                    message: "stream ended".into(),
-                })
+                return Err(Error::nats(
+                    "pulling tasks",
+                    ErrorKind::Transient,
+                    "stream ended",
+                ))
             }
         }
     }

@@ -8,7 +8,7 @@ use std::sync::{
 };
 
 use jetflow_migrate::handler::{http, Call, HandlerError};
-use jetflow_shared::{job::HttpHandler, messages::Item};
+use jetflow_protocol::{job::HttpHandler, messages::Item};
 use serde_json::{json, Value};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},

@@ -9,13 +9,13 @@
 
 use chrono::Utc;
 use futures::future::try_join_all;
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::{BatchRecord, BatchStatus, JobState, OpenBatch},
     messages::{EventKind, JobEvent},
     names::Names,
-    Bus, Result, ResultExt,
 };
+use jetflow_runtime::{Bus, Result, ResultExt};
 
 use crate::fold::Effects;
 
@@ -76,9 +76,9 @@ pub async fn batches(bus: &Bus, state: &JobState, effects: &Effects) -> Result<(
 /// Publishes the job's final event and logs its tally.
 pub async fn ended(bus: &Bus, state: &JobState) -> Result<()> {
     let kind = match state.status {
-        jetflow_shared::job::JobStatus::Completed => EventKind::Completed,
-        jetflow_shared::job::JobStatus::Partial => EventKind::Partial,
-        jetflow_shared::job::JobStatus::Cancelled => EventKind::Cancelled,
+        jetflow_protocol::job::JobStatus::Completed => EventKind::Completed,
+        jetflow_protocol::job::JobStatus::Partial => EventKind::Partial,
+        jetflow_protocol::job::JobStatus::Cancelled => EventKind::Cancelled,
         _ => EventKind::Failed,
     };
     let mut event = JobEvent::new(&state.id, kind);

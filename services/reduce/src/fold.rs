@@ -6,11 +6,10 @@
 //! checkpoint (docs/exactly-once.md).
 
 use chrono::{DateTime, Utc};
-use jetflow_shared::{
-    job::state::ERROR_SAMPLE_LEN,
+use jetflow_protocol::{
     job::{
-        spec::RATIO_MIN_ITEMS, ErrorSample, FailurePolicy, ItemStatus, JobState, JobStatus,
-        OpenBatch,
+        spec::RATIO_MIN_ITEMS, state::ERROR_SAMPLE_LEN, ErrorSample, FailurePolicy, ItemStatus,
+        JobState, JobStatus, OpenBatch,
     },
     messages::{ItemResult, LedgerEntry},
 };
@@ -327,7 +326,7 @@ fn end(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jetflow_shared::job::{parse_submission, JobSpec};
+    use jetflow_protocol::job::{parse_submission, JobSpec};
 
     fn job(policy: &str) -> JobState {
         let spec: JobSpec = parse_submission(

@@ -1,10 +1,8 @@
 //! The reducer's metrics: outcomes counted into tallies (exactly once per
 //! item, as the tallies are), jobs ended, and each job's batches in flight.
 
-use jetflow_shared::{
-    job::JobState,
-    metrics::{self, Gauge, Metrics},
-};
+use jetflow_protocol::job::JobState;
+use jetflow_runtime::process::metrics::{self, Gauge, Metrics};
 
 /// The reduce stage's instruments.
 #[derive(Clone)]

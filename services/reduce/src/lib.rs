@@ -19,9 +19,10 @@ pub mod reducer;
 pub mod retention;
 pub mod stopping;
 
-use jetflow_shared::{
-    activity::Activity, duration::HumanDuration, job::JobState, lease, metrics, micro, supervisor,
-    Bus, Error, NatsArgs, Result,
+use jetflow_protocol::{duration::HumanDuration, job::JobState, Stage};
+use jetflow_runtime::{
+    ownership::lease, ownership::supervisor, process::activity::Activity, process::metrics,
+    process::micro, Bus, Error, NatsArgs, Result,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +41,7 @@ pub struct Config {
     pub gc_every: HumanDuration,
     /// The metrics endpoint.
     #[command(flatten)]
-    pub metrics: jetflow_shared::MetricsArgs,
+    pub metrics: jetflow_runtime::MetricsArgs,
 }
 
 impl Config {
@@ -72,13 +73,18 @@ impl std::str::FromStr for Retention {
 
 /// Runs the reduce stage until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let bus = Bus::connect(&config.nats, "jetflow-reduce", &shutdown).await?;
-    let instance = jetflow_shared::instance_id();
+    let bus = Bus::connect(&config.nats, Stage::Reduce.service_name(), &shutdown).await?;
+    let instance = jetflow_runtime::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "reduce ready");
-    let activity = Activity::new("reduce", &instance, bus.names.namespace());
+    let activity = Activity::new(Stage::Reduce, &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
     let job_metrics = job_metrics::JobMetrics::new(
-        metrics::serve(config.metrics.metrics_addr, "jetflow-reduce", &shutdown).await?,
+        metrics::serve(
+            config.metrics.metrics_addr,
+            Stage::Reduce.service_name(),
+            &shutdown,
+        )
+        .await?,
     );
     if config.gc_every.get().is_zero() {
         return Err(Error::Config("--gc-every: must be above zero".into()));
@@ -93,11 +99,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         ))
     });
 
-    let janitor = tokio::spawn(jetflow_shared::janitor::run(
+    let janitor = tokio::spawn(jetflow_runtime::ops::janitor::run(
         bus.clone(),
         bus.names.results_stream(),
-        "result",
-        "reduce",
+        bus.names.result_subject("*"),
+        Stage::Reduce,
         shutdown.clone(),
     ));
     let wants = |state: &JobState| !state.status.is_terminal();
@@ -106,7 +112,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         let (bus, owner) = (bus.clone(), instance.clone());
         let (activity, job_metrics) = (activity.clone(), job_metrics.clone());
         async move {
-            lease::contend_for_job(&bus, "reduce", &job, &owner, stop, |token| {
+            lease::contend_for_job(&bus, Stage::Reduce, &job, &owner, stop, |token| {
                 let (bus, job, activity) = (bus.clone(), job.clone(), activity.clone());
                 let job_metrics = job_metrics.clone();
                 async move {

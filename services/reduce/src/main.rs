@@ -1,24 +1,28 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use jetflow_protocol::Stage;
 
-jetflow_shared::use_mimalloc!();
+jetflow_runtime::use_mimalloc!();
 
 /// jetflow's reduce stage: tallies results exactly once and finishes jobs.
 #[derive(Parser)]
-#[command(name = "jetflow-reduce", version)]
+#[command(name = Stage::Reduce.service_name(), version)]
 struct Cli {
     #[command(flatten)]
     config: jetflow_reduce::Config,
     #[command(flatten)]
-    log: jetflow_shared::LogArgs,
+    log: jetflow_runtime::LogArgs,
     #[command(flatten)]
-    runtime: jetflow_shared::RuntimeArgs,
+    runtime: jetflow_runtime::RuntimeArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    jetflow_shared::service::main("jetflow-reduce", cli.log, cli.runtime, |shutdown| {
-        jetflow_reduce::run(cli.config, shutdown)
-    })
+    jetflow_runtime::process::service::main(
+        Stage::Reduce.service_name(),
+        cli.log,
+        cli.runtime,
+        |shutdown| jetflow_reduce::run(cli.config, shutdown),
+    )
 }

@@ -9,14 +9,14 @@
 
 use async_nats::jetstream::kv::{CreateErrorKind, Operation};
 use futures::future::join_all;
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::ItemOutcome,
     job::ItemStatus,
     messages::{ItemResult, LedgerEntry},
     names::Names,
-    Bus, Result, ResultExt,
 };
+use jetflow_runtime::{Bus, Result, ResultExt};
 
 use crate::fold::Fact;
 

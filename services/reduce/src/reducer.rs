@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
     consumer::{pull::OrderedConfig, DeliverPolicy},
-    kv::{Operation, UpdateErrorKind},
+    kv::Operation,
     Message,
 };
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
-use jetflow_shared::{
-    codec, job::JobState, lease::Work, limits, messages::LedgerEntry, trace, Bus, Error, Result,
+use jetflow_protocol::{codec, job::JobState, limits, messages::LedgerEntry, Stage};
+use jetflow_runtime::{
+    nats::task_queue, ownership::lease::Work, process::trace, Bus, Error, ErrorKind, Result,
     ResultExt,
 };
 use tokio_util::sync::CancellationToken;
@@ -56,9 +57,19 @@ pub async fn reduce_job(
     };
     match reducer.run(&stop).await {
         Ok(work) => work,
-        Err(Error::Shutdown) => Work::Interrupted,
         Err(err) => {
-            tracing::warn!(job, error = %err, "reducing interrupted; will resume from the checkpoint");
+            match err.kind() {
+                ErrorKind::Shutdown => {}
+                // Someone else wrote the state since we read it (`jetflow
+                // config`, `dlq replay` reopening the job, a reducer that
+                // still held an expired lease): normal, not a fault.
+                ErrorKind::Conflict => {
+                    tracing::debug!(job, error = %err, "job state changed under the reducer; re-reading")
+                }
+                _ => {
+                    tracing::warn!(job, error = %err, "reducing interrupted; will resume from the checkpoint")
+                }
+            }
             Work::Interrupted
         }
     }
@@ -130,10 +141,11 @@ impl Reducer {
                 }
             };
             let Some(first) = first else {
-                return Err(Error::Nats {
-                    context: "reading the job's ledger".into(),
-                    message: "ledger ended".into(),
-                });
+                return Err(Error::nats(
+                    "reading the job's ledger",
+                    ErrorKind::Transient,
+                    "ledger ended",
+                ));
             };
             tokio::select! {
                 biased;
@@ -184,13 +196,13 @@ impl Reducer {
     async fn fold(&mut self, messages: Vec<Message>) -> Result<bool> {
         let mut entries = Vec::with_capacity(messages.len());
         for msg in &messages {
-            let seq = msg
-                .info()
-                .map(|i| i.stream_sequence)
-                .map_err(|e| Error::Nats {
-                    context: "reading ledger metadata".into(),
-                    message: e.to_string(),
-                })?;
+            let seq = msg.info().map(|i| i.stream_sequence).map_err(|e| {
+                Error::nats(
+                    "reading ledger metadata",
+                    ErrorKind::Transient,
+                    e.to_string(),
+                )
+            })?;
             if seq <= self.state.folded_seq {
                 continue;
             }
@@ -235,7 +247,7 @@ impl Reducer {
         }
         if effects.reconfigured && next.status.is_active() {
             // Before the checkpoint, so a crash in between re-applies it.
-            self.bus.ensure_task_consumer(&self.job, &next.spec).await?;
+            task_queue::ensure(&self.bus, &self.job, &next.spec).await?;
             let s = next.spec.settings();
             tracing::info!(job = %self.job, concurrency = s.concurrency, max_retries = s.max_retries, handler_timeout = ?next.spec.handler_timeout(), "live settings changed");
         }
@@ -250,9 +262,9 @@ impl Reducer {
     /// Appends `drained` or `timed_out` to the ledger when due; the fold
     /// acts on it when it comes round, like any other entry.
     async fn append_due(&self) -> Result<()> {
-        if let Some((entry, msg_id)) = stopping::due_entry(&self.bus, &self.state).await? {
+        if let Some(entry) = stopping::due_entry(&self.bus, &self.state).await? {
             self.bus
-                .append_ledger(&self.job, &entry, &msg_id)
+                .append_fact(&self.job, &entry)
                 .await?
                 .await
                 .ctx("appending to the ledger")?;
@@ -260,30 +272,23 @@ impl Reducer {
         Ok(())
     }
 
-    /// Writes job state if nobody else has since we read it.
+    /// Writes job state if nobody else has since we read it; a conflict
+    /// ends this run, and the next re-reads the state and the ledger from
+    /// the checkpoint.
     async fn checkpoint(&mut self, next: JobState) -> Result<()> {
         let value = codec::to_json(&next);
-        match self
+        self.revision = self
             .bus
             .kv
             .jobs
             .update(&self.job, value, self.revision)
             .await
-        {
-            Ok(revision) => {
-                self.revision = revision;
-                // Counted only once a fold is checkpointed: a fold repeated
-                // after a crash counts in the process that checkpoints it.
-                self.metrics.checkpointed(&self.state, &next);
-                self.state = next;
-                Ok(())
-            }
-            Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => Err(Error::Nats {
-                context: format!("checkpointing job {}", self.job),
-                message: "job state was written by someone else; re-reading".into(),
-            }),
-            Err(err) => Err(err).ctx("checkpointing job state"),
-        }
+            .ctx(format!("checkpointing job {}", self.job))?;
+        // Counted only once a fold is checkpointed: a fold repeated after a
+        // crash counts in the process that checkpoints it.
+        self.metrics.checkpointed(&self.state, &next);
+        self.state = next;
+        Ok(())
     }
 
     async fn finish(&mut self) -> Result<()> {
@@ -300,13 +305,12 @@ impl Reducer {
             let _ = batches.purge().filter(names.batch_subject(&self.job)).await;
         }
         self.purge_folded(true).await;
-        if let Err(err) = self
-            .bus
-            .js
-            .delete_consumer_from_stream(names.task_consumer(&self.job), names.tasks_stream())
-            .await
-        {
-            tracing::debug!(job = %self.job, error = %err, "task consumer already gone");
+        match task_queue::delete(&self.bus, &self.job).await {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(job = %self.job, "task consumer already gone"),
+            Err(err) => {
+                tracing::warn!(job = %self.job, error = %err, "cannot delete the task consumer")
+            }
         }
         Ok(())
     }
@@ -340,7 +344,7 @@ impl Reducer {
 
     async fn dead_letter(&self, msg: &Message, reason: &str) -> Result<()> {
         self.bus
-            .dead_letter_message("reduce", Some(&self.job), reason, msg)
+            .dead_letter_message(Stage::Reduce, Some(&self.job), reason, msg)
             .await
     }
 }

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use jetflow_shared::{gc, lease, lease::Work, names::Names, Bus};
+use jetflow_protocol::names::Names;
+use jetflow_runtime::{ops::gc, ownership::lease, ownership::lease::Work, Bus};
 use tokio_util::sync::CancellationToken;
 
 /// Runs retention until `shutdown`.
@@ -15,7 +16,7 @@ pub async fn run(
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let key = Names::lease_key("gc", "all");
+    let key = Names::retention_lease_key();
     lease::contend(bus.kv.leases.clone(), key, owner, shutdown, |stop| {
         let bus = bus.clone();
         async move {

@@ -9,43 +9,27 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::Info;
 use chrono::Utc;
-use jetflow_shared::{
+use jetflow_protocol::{
     job::{JobState, JobStatus},
     messages::LedgerEntry,
-    Bus, Result, ResultExt,
 };
+use jetflow_runtime::{nats::task_queue, Bus, Result};
 
 /// Pauses the job's task consumer for good: the job will not run new items.
 pub async fn pause_tasks(bus: &Bus, job: &str) -> Result<()> {
-    let names = &bus.names;
-    let stream = bus
-        .js
-        .get_stream(names.tasks_stream())
-        .await
-        .ctx("opening tasks stream")?;
-    let forever = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
-    match stream
-        .pause_consumer(&names.task_consumer(job), forever)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(err) if err.to_string().contains("not found") => Ok(()),
-        Err(err) => Err(err).ctx("pausing the job's tasks"),
-    }
+    task_queue::pause(bus, job).await
 }
 
 /// What the reducer should append to the ledger now, if anything: `drained`
 /// once a stopping job has nothing in flight, `timed_out` once an active
 /// job's timeout has passed.
-pub async fn due_entry(bus: &Bus, state: &JobState) -> Result<Option<(LedgerEntry, String)>> {
+pub async fn due_entry(bus: &Bus, state: &JobState) -> Result<Option<LedgerEntry>> {
     let now = Utc::now();
     match state.status {
         JobStatus::Cancelling => {
-            if in_flight(bus, &state.id).await? == 0 || drain_overdue(state) {
-                let entry = LedgerEntry::Drained { at: now };
-                return Ok(Some((entry, format!("{}:drained", state.id))));
+            if task_queue::in_flight(bus, &state.id).await? == 0 || drain_overdue(state) {
+                return Ok(Some(LedgerEntry::Drained { at: now }));
             }
             Ok(None)
         }
@@ -56,30 +40,11 @@ pub async fn due_entry(bus: &Bus, state: &JobState) -> Result<Option<(LedgerEntr
             let deadline = state.created_at
                 + chrono::Duration::from_std(timeout.get()).unwrap_or(chrono::Duration::MAX);
             if now >= deadline {
-                let entry = LedgerEntry::TimedOut { at: now };
-                return Ok(Some((entry, format!("{}:timeout", state.id))));
+                return Ok(Some(LedgerEntry::TimedOut { at: now }));
             }
             Ok(None)
         }
         _ => Ok(None),
-    }
-}
-
-/// Tasks of the job handed out and not yet acknowledged.
-async fn in_flight(bus: &Bus, job: &str) -> Result<usize> {
-    let names = &bus.names;
-    let info: std::result::Result<Info, _> = bus
-        .js
-        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-            names.task_consumer(job),
-            names.tasks_stream(),
-        )
-        .await
-        .map(|consumer| consumer.cached_info().clone());
-    match info {
-        Ok(info) => Ok(info.num_ack_pending),
-        Err(err) if err.to_string().contains("not found") => Ok(0),
-        Err(err) => Err(err).ctx("reading the job's tasks in flight"),
     }
 }
 

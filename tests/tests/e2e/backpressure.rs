@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use futures::StreamExt;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, TestEnv};
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::JobStatus,
     messages::{BatchMessage, JobEvent},

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, TestEnv};
-use jetflow_shared::job::JobStatus;
+use jetflow_protocol::job::JobStatus;
 use serde_json::{json, Value};
 
 /// Asks every migrate instance for its stats, as `nats micro stats

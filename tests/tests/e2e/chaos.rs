@@ -11,7 +11,10 @@ use std::{collections::BTreeSet, time::Duration};
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, ServiceProcesses, TestEnv};
-use jetflow_shared::job::{ItemStatus, JobStatus};
+use jetflow_protocol::{
+    job::{ItemStatus, JobStatus},
+    Stage,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
 
@@ -44,7 +47,7 @@ async fn chaos(seed: u64) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     let state = loop {
         if let Some(value) = jobs::state_json(&env.bus, &job).await? {
-            let state: jetflow_shared::job::JobState = serde_json::from_value(value)?;
+            let state: jetflow_protocol::job::JobState = serde_json::from_value(value)?;
             if state.status.is_terminal() {
                 break state;
             }
@@ -83,7 +86,7 @@ async fn chaos(seed: u64) -> anyhow::Result<()> {
     let dlq = jobs::stream_messages(
         &env.bus,
         &env.bus.names.dlq_stream(),
-        &env.bus.names.dlq_subject("migrate", &job),
+        &env.bus.names.dlq_subject(Stage::Migrate, &job),
     )
     .await?;
     let dead: BTreeSet<String> = dlq

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{cli, jobs, TestEnv};
-use jetflow_shared::{job::JobStatus, scan::KvScan, Bus};
+use jetflow_protocol::job::JobStatus;
+use jetflow_runtime::{nats::scan::KvScan, Bus};
 use serde_json::{json, Value};
 
 /// How many keys (with a value) of `job` each bucket, and how many messages
@@ -25,7 +26,7 @@ async fn footprint(bus: &Bus, job: &str) -> anyhow::Result<[usize; 6]> {
     let events =
         jobs::stream_messages(bus, &names.events_stream(), &names.event_subject(job, ">")).await?;
     let dead =
-        jobs::stream_messages(bus, &names.dlq_stream(), &names.dlq_subject("*", job)).await?;
+        jobs::stream_messages(bus, &names.dlq_stream(), &names.dlq_filter(None, Some(job))).await?;
     Ok([
         keys(bus.kv.jobs.clone(), job.to_string()).await?,
         keys(bus.kv.specs.clone(), job.to_string()).await?,

@@ -1,5 +1,5 @@
 //! The `nats` handler, `steps` chains and the `nats` source, served by Rust
-//! workers written with `jetflow_shared::worker` (the Python and Node
+//! workers written with `jetflow_worker` (the Python and Node
 //! workers in examples/ are tested in `polyglot.rs`); and two namespaces
 //! on one server running at once.
 
@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt;
 use jetflow_e2e::{jobs, TestEnv};
-use jetflow_shared::{
+use jetflow_protocol::{
     job::{ItemStatus, JobStatus},
     messages::{PageReply, PageRequest},
-    worker::{self, WorkError},
 };
+use jetflow_worker::{self as worker, WorkError};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{cli, jobs, TestEnv};
-use jetflow_shared::job::JobStatus;
+use jetflow_protocol::job::JobStatus;
 use serde_json::json;
 
 /// Waits until the mock's concurrent calls satisfy `ok` (a minute at most).

@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 use anyhow::{bail, Context as _};
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, TestEnv};
-use jetflow_shared::job::{JobState, JobStatus};
+use jetflow_protocol::job::{JobState, JobStatus};
 use serde_json::json;
 
 fn free_addr() -> anyhow::Result<SocketAddr> {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, ServiceProcesses, TestEnv};
-use jetflow_shared::{job::JobStatus, Bus};
+use jetflow_protocol::job::JobStatus;
+use jetflow_runtime::Bus;
 use serde_json::json;
 
 fn mock_config(agents: usize) -> MockAgentsConfig {

@@ -12,7 +12,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, TestEnv};
-use jetflow_shared::{scan::KvScan, watch::KvWatch};
+use jetflow_runtime::{nats::scan::KvScan, nats::watch::KvWatch};
 use serde_json::Value;
 
 const JOB: &str = "migrate-v2-0001";
@@ -221,7 +221,7 @@ impl Operator<'_> {
             .await?;
         } else if subject == bus.names.cancel_subject(JOB) {
             let state = jobs::wait_for_end(bus, JOB).await?;
-            ensure!(state.status == jetflow_shared::job::JobStatus::Cancelled);
+            ensure!(state.status == jetflow_protocol::job::JobStatus::Cancelled);
         } else {
             bail!("the test does not know what publishing to {subject} should do");
         }

@@ -4,9 +4,10 @@ use std::collections::BTreeSet;
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, TestEnv};
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::{ItemStatus, JobStatus},
+    Stage,
 };
 use serde_json::json;
 
@@ -74,7 +75,7 @@ async fn a_thousand_agents_with_failures_end_partial_with_an_exact_tally() -> an
     let dlq = jobs::stream_messages(
         &env.bus,
         &env.bus.names.dlq_stream(),
-        &env.bus.names.dlq_subject("migrate", "thousand"),
+        &env.bus.names.dlq_subject(Stage::Migrate, "thousand"),
     )
     .await?;
     let dead: BTreeSet<String> = dlq

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, TestEnv};
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::JobStatus,
     messages::{BatchMessage, Item, TaskMessage},
+    Stage,
 };
 use serde_json::{json, Value};
 
@@ -52,73 +53,73 @@ async fn poison_on_every_subject_is_dead_lettered_and_the_valid_job_completes() 
         (
             names.submit_subject(),
             MALFORMED.to_vec(),
-            names.dlq_subject("fetch", "_"),
+            names.dlq_subject(Stage::Fetch, "_"),
             "cannot decode",
         ),
         (
             names.submit_subject(),
             oversized.clone(),
-            names.dlq_subject("fetch", "_"),
+            names.dlq_subject(Stage::Fetch, "_"),
             "oversized",
         ),
         (
             names.cancel_subject("ghost"),
             Vec::new(),
-            names.dlq_subject("fetch", "ghost"),
+            names.dlq_subject(Stage::Fetch, "ghost"),
             "unknown job",
         ),
         (
             names.batch_subject("valid"),
             MALFORMED.to_vec(),
-            names.dlq_subject("batch", "valid"),
+            names.dlq_subject(Stage::Batch, "valid"),
             "cannot decode",
         ),
         (
             names.batch_subject("valid"),
             oversized.clone(),
-            names.dlq_subject("batch", "valid"),
+            names.dlq_subject(Stage::Batch, "valid"),
             "oversized",
         ),
         (
             names.batch_subject("ghost"),
             ghost_batch.to_vec(),
-            names.dlq_subject("batch", "ghost"),
+            names.dlq_subject(Stage::Batch, "ghost"),
             "unknown job",
         ),
         (
             names.task_subject("valid"),
             MALFORMED.to_vec(),
-            names.dlq_subject("migrate", "valid"),
+            names.dlq_subject(Stage::Migrate, "valid"),
             "cannot decode",
         ),
         (
             names.task_subject("valid"),
             oversized.clone(),
-            names.dlq_subject("migrate", "valid"),
+            names.dlq_subject(Stage::Migrate, "valid"),
             "oversized",
         ),
         (
             names.task_subject("ghost"),
             ghost_task.to_vec(),
-            names.dlq_subject("migrate", "ghost"),
+            names.dlq_subject(Stage::Migrate, "ghost"),
             "unknown job",
         ),
         (
             names.result_subject("valid"),
             MALFORMED.to_vec(),
-            names.dlq_subject("reduce", "valid"),
+            names.dlq_subject(Stage::Reduce, "valid"),
             "cannot decode",
         ),
         (
             names.result_subject("valid"),
             oversized.clone(),
-            names.dlq_subject("reduce", "valid"),
+            names.dlq_subject(Stage::Reduce, "valid"),
             "oversized",
         ),
         (
             names.result_subject("ghost"),
             MALFORMED.to_vec(),
-            names.dlq_subject("reduce", "ghost"),
+            names.dlq_subject(Stage::Reduce, "ghost"),
             "unknown job",
         ),
     ];
@@ -178,16 +179,20 @@ async fn poison_on_every_subject_is_dead_lettered_and_the_valid_job_completes() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        jobs::stream_messages(bus, &names.dlq_stream(), &names.dlq_subject("fetch", "*"))
-            .await?
-            .is_empty()
-    );
-    assert!(
-        !jobs::stream_messages(bus, &names.dlq_stream(), &names.dlq_subject("batch", "*"))
-            .await?
-            .is_empty()
-    );
+    assert!(jobs::stream_messages(
+        bus,
+        &names.dlq_stream(),
+        &names.dlq_subject(Stage::Fetch, "*")
+    )
+    .await?
+    .is_empty());
+    assert!(!jobs::stream_messages(
+        bus,
+        &names.dlq_stream(),
+        &names.dlq_subject(Stage::Batch, "*")
+    )
+    .await?
+    .is_empty());
     // Strays were moved, not copied.
     let tasks = bus
         .js

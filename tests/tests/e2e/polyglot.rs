@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use jetflow_e2e::{jobs, polyglot::ExampleWorker, TestEnv};
-use jetflow_shared::job::{ItemStatus, JobStatus};
+use jetflow_protocol::job::{ItemStatus, JobStatus};
 use serde_json::json;
 
 fn agents(n: usize) -> Vec<String> {

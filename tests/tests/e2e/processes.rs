@@ -2,7 +2,7 @@
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, ServiceProcesses, TestEnv};
-use jetflow_shared::job::JobStatus;
+use jetflow_protocol::job::JobStatus;
 use serde_json::json;
 
 /// Acceptance 6.

@@ -3,7 +3,7 @@
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, TestEnv};
-use jetflow_shared::job::JobStatus;
+use jetflow_protocol::{job::JobStatus, Stage};
 use serde_json::json;
 
 /// Acceptance 4.
@@ -71,7 +71,7 @@ async fn invalid_jobs_are_rejected_with_the_field_and_the_next_job_completes() -
     let dlq = jobs::stream_messages(
         bus,
         &bus.names.dlq_stream(),
-        &bus.names.dlq_subject("fetch", "_"),
+        &bus.names.dlq_subject(Stage::Fetch, "_"),
     )
     .await?;
     assert_eq!(dlq.len(), 1, "{dlq:?}");

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{cli, jobs, TestEnv};
-use jetflow_shared::job::{ItemStatus, JobStatus};
+use jetflow_protocol::job::{ItemStatus, JobStatus};
 use serde_json::json;
 
 async fn jetflow(env: &TestEnv, args: &[&str]) -> anyhow::Result<String> {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use futures::TryStreamExt;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{cli, jobs, TestEnv};
-use jetflow_shared::job::JobStatus;
+use jetflow_protocol::job::JobStatus;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{jobs, TestEnv};
-use jetflow_shared::job::{JobState, JobStatus};
+use jetflow_protocol::job::{JobState, JobStatus};
 use serde_json::json;
 
 fn slow_mock(agents: usize) -> MockAgentsConfig {

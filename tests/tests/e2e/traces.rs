@@ -8,7 +8,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::Context as _;
 use jetflow_e2e::{jobs, otlp::OtlpReceiver, polyglot::ExampleWorker, ServiceProcesses, TestEnv};
-use jetflow_shared::job::JobStatus;
+use jetflow_protocol::job::JobStatus;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{cli, jobs, ServiceProcesses, TestEnv};
-use jetflow_shared::activity::StatusReport;
+use jetflow_runtime::process::activity::StatusReport;
 use serde_json::json;
 
 /// The listing interval documented in `jetflow workers --help` and

@@ -2,7 +2,8 @@
 //! plus following the job until its in-flight items have finished.
 
 use anyhow::Context as _;
-use jetflow_shared::{codec, messages::CancelRequest, NatsArgs};
+use jetflow_protocol::{codec, messages::CancelRequest};
+use jetflow_runtime::NatsArgs;
 
 use crate::{
     commands::submit::{exit_code, print_final},

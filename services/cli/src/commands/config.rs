@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::{live::LIVE_SETTINGS, ConfigChange, JobState},
-    NatsArgs,
 };
+use jetflow_runtime::NatsArgs;
 
 use crate::{connect, exit, job_state};
 
@@ -113,7 +113,7 @@ pub async fn run(args: ConfigArgs) -> anyhow::Result<u8> {
 
 /// Polls the job's state until it carries `change` (or the job ended).
 async fn wait_applied(
-    bus: &jetflow_shared::Bus,
+    bus: &jetflow_runtime::Bus,
     job: &str,
     change: &ConfigChange,
 ) -> anyhow::Result<JobState> {

@@ -6,7 +6,8 @@
 
 use anyhow::Context as _;
 use jetflow_devkit::{MockAgents, MockAgentsConfig, NatsServer};
-use jetflow_shared::{job::JobStatus, NatsArgs};
+use jetflow_protocol::{job::JobStatus, Stage};
+use jetflow_runtime::NatsArgs;
 use serde_json::json;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -22,7 +23,7 @@ pub struct DevArgs {
     #[arg(long = "nats-url", env = "NATS_URL", value_delimiter = ',')]
     pub nats_url: Option<Vec<String>>,
     /// Namespace of every subject, stream and bucket.
-    #[arg(long, env = "JETFLOW_NAMESPACE", default_value = jetflow_shared::names::DEFAULT_NAMESPACE)]
+    #[arg(long, env = "JETFLOW_NAMESPACE", default_value = jetflow_protocol::names::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Run the demo: a mock agents API and a migration of all its agents, then exit.
     #[arg(long)]
@@ -52,7 +53,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<u8> {
     let nats = NatsArgs::new(urls.clone(), &args.namespace);
     nats.validate()?;
     let shutdown = CancellationToken::new();
-    jetflow_shared::signals::install(shutdown.clone());
+    jetflow_runtime::process::signals::install(shutdown.clone());
     let services = start_services(&nats, &shutdown);
 
     let code = if args.demo {
@@ -80,10 +81,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<u8> {
 
 fn start_services(nats: &NatsArgs, shutdown: &CancellationToken) -> TaskTracker {
     let tasks = TaskTracker::new();
-    let report = |name: &'static str| {
-        move |result: jetflow_shared::Result<()>| {
+    let report = |stage: Stage| {
+        move |result: jetflow_runtime::Result<()>| {
             if let Err(err) = result {
-                tracing::error!(service = name, error = %err, "service stopped");
+                tracing::error!(service = stage.service_name(), error = %err, "service stopped");
             }
         }
     };
@@ -92,13 +93,13 @@ fn start_services(nats: &NatsArgs, shutdown: &CancellationToken) -> TaskTracker 
     let migrate = jetflow_migrate::Config::new(nats.clone());
     let reduce = jetflow_reduce::Config::new(nats.clone());
     let s = shutdown.clone();
-    tasks.spawn(async move { report("fetch")(jetflow_fetch::run(fetch, s).await) });
+    tasks.spawn(async move { report(Stage::Fetch)(jetflow_fetch::run(fetch, s).await) });
     let s = shutdown.clone();
-    tasks.spawn(async move { report("batch")(jetflow_batch::run(batch, s).await) });
+    tasks.spawn(async move { report(Stage::Batch)(jetflow_batch::run(batch, s).await) });
     let s = shutdown.clone();
-    tasks.spawn(async move { report("migrate")(jetflow_migrate::run(migrate, s).await) });
+    tasks.spawn(async move { report(Stage::Migrate)(jetflow_migrate::run(migrate, s).await) });
     let s = shutdown.clone();
-    tasks.spawn(async move { report("reduce")(jetflow_reduce::run(reduce, s).await) });
+    tasks.spawn(async move { report(Stage::Reduce)(jetflow_reduce::run(reduce, s).await) });
     tasks.close();
     tasks
 }
@@ -112,7 +113,7 @@ async fn demo(nats: &NatsArgs, args: &DevArgs, shutdown: &CancellationToken) -> 
         ..Default::default()
     })
     .await?;
-    let id = format!("demo-migrate-{}", jetflow_shared::instance_id());
+    let id = format!("demo-migrate-{}", jetflow_runtime::instance_id());
     let batch = json!({
         "concurrency": args.concurrency, "max_inflight_batches": 8,
         "retry_backoff": "100ms", "max_backoff": "2s"

@@ -3,7 +3,8 @@
 //! never touched. The reduce service does the same on its own every
 //! `--gc-every` for jobs past `--retention` (7 days by default).
 
-use jetflow_shared::{duration::HumanDuration, gc, NatsArgs};
+use jetflow_protocol::duration::HumanDuration;
+use jetflow_runtime::{ops::gc, NatsArgs};
 
 use crate::{connect, exit};
 

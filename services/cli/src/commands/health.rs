@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use jetflow_shared::{micro, provision, NatsArgs};
+use jetflow_protocol::Stage;
+use jetflow_runtime::{nats::provision, process::micro, NatsArgs};
 use serde::Serialize;
 
 use crate::{connect, exit, render};
@@ -112,8 +113,8 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
     }
 
     let reports = micro::gather(&client, names.namespace(), Duration::from_secs(1)).await?;
-    for stage in ["fetch", "batch", "migrate", "reduce"] {
-        let count = reports.iter().filter(|r| r.stage == stage).count();
+    for stage in Stage::ALL {
+        let count = reports.iter().filter(|r| r.stage == stage.as_str()).count();
         health.instances.push(Thing {
             name: stage.to_string(),
             ok: count > 0,

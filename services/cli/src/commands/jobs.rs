@@ -3,12 +3,11 @@
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::{JobState, JobStatus},
-    scan::KvScan,
-    NatsArgs,
 };
+use jetflow_runtime::{nats::scan::KvScan, NatsArgs};
 use serde::Serialize;
 
 use crate::{connect, exit, render};

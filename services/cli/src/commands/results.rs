@@ -7,12 +7,11 @@
 use std::io::Write;
 
 use anyhow::Context as _;
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::{ItemOutcome, ItemStatus},
-    scan::KvScan,
-    NatsArgs,
 };
+use jetflow_runtime::{nats::scan::KvScan, NatsArgs};
 
 use crate::{connect, exit, job_state};
 
@@ -44,7 +43,7 @@ pub struct ResultsArgs {
 const COLUMNS: [&str; 8] = [
     "item",
     "status",
-    "batch",
+    "batch", // not a stage: the item's batch number
     "attempts",
     "duration_ms",
     "finished_at",

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context as _};
 use futures::StreamExt;
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     job::{InlineItem, ItemId, ItemOutcome, ItemStatus, SourceSpec},
     messages::TaskMessage,
-    scan::KvScan,
-    NatsArgs,
+    Stage,
 };
+use jetflow_runtime::{nats::scan::KvScan, NatsArgs};
 
 use crate::{
     commands::submit::{self, exit_code, print_final, Verdict},
@@ -114,7 +114,7 @@ pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
 /// Fills in each failed item's data from its dead-lettered task; returns
 /// how many were found there.
 async fn fill_data_from_dlq(
-    bus: &jetflow_shared::Bus,
+    bus: &jetflow_runtime::Bus,
     job: &str,
     failed: &mut BTreeMap<String, serde_json::Value>,
 ) -> anyhow::Result<usize> {
@@ -122,7 +122,7 @@ async fn fill_data_from_dlq(
     let stream = bus.js.get_stream(bus.names.dlq_stream()).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subject: bus.names.dlq_subject("migrate", job),
+            filter_subject: bus.names.dlq_subject(Stage::Migrate, job),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         })
@@ -151,7 +151,7 @@ async fn fill_data_from_dlq(
 }
 
 /// `<job>-retry-<n>` for the first n with no job of that id.
-async fn free_id(bus: &jetflow_shared::Bus, job: &str) -> anyhow::Result<String> {
+async fn free_id(bus: &jetflow_runtime::Bus, job: &str) -> anyhow::Result<String> {
     let mut n = 1;
     loop {
         let id = format!("{job}-retry-{n}");

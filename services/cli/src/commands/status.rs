@@ -1,6 +1,6 @@
 //! `jetflow status JOB`.
 
-use jetflow_shared::NatsArgs;
+use jetflow_runtime::NatsArgs;
 
 use crate::{connect, exit, job_state, render};
 

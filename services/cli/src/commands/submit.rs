@@ -4,12 +4,12 @@ use std::{io::Read as _, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context as _};
 use futures::StreamExt;
-use jetflow_shared::{
+use jetflow_protocol::{
     codec, headers,
-    job::{parse_submission, Invalid, JobState, JobStatus},
+    job::{parse_submission, Invalid, JobSpec, JobState, JobStatus},
     messages::{EventKind, JobEvent},
-    Bus, NatsArgs,
 };
+use jetflow_runtime::{Bus, NatsArgs};
 use serde_json::Value;
 
 use crate::{connect, exit, progress, render};
@@ -91,7 +91,7 @@ fn read(file: &PathBuf) -> anyhow::Result<String> {
 /// Checks the job here first (same rules as the fetch service, so mistakes
 /// are named before anything is sent) and gives it an id if it has none.
 pub fn prepare(text: &str) -> Result<(String, Value), Invalid> {
-    let new_id = || format!("job-{}", jetflow_shared::instance_id());
+    let new_id = || format!("job-{}", jetflow_runtime::instance_id());
     let spec = parse_submission(None, text.as_bytes(), new_id)?;
     let id = spec.id.clone().unwrap_or_default();
     // Send the user's document (with the id), not our normalised copy, so the
@@ -112,7 +112,7 @@ pub async fn submit(bus: &Bus, id: &str, body: Value) -> anyhow::Result<Verdict>
         .await
         .context("subscribing to the job's events")?;
     let mut hdrs = codec::headers_for(codec::Format::Json);
-    hdrs.insert(headers::MSG_ID, id);
+    hdrs.insert(headers::MSG_ID, JobSpec::submission_msg_id(id).as_str());
     let ack = bus
         .js
         .publish_with_headers(bus.names.submit_subject(), hdrs, codec::to_json(&body))

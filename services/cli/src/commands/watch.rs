@@ -2,7 +2,7 @@
 //! it ends, then its tally — bars on a terminal, plain lines when piped.
 //! Exits like `submit --wait`: 0 completed, 1 failed, 3 partial, 4 cancelled.
 
-use jetflow_shared::NatsArgs;
+use jetflow_runtime::NatsArgs;
 
 use crate::{
     commands::submit::{exit_code, print_final},

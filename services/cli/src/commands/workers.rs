@@ -7,16 +7,17 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use jetflow_shared::{activity::StatusReport, duration::HumanDuration, micro, NatsArgs};
+use jetflow_protocol::{duration::HumanDuration, Stage};
+use jetflow_runtime::{process::activity::StatusReport, process::micro, NatsArgs};
 
 use crate::{connect, exit, render};
 
 /// Arguments of `jetflow workers`.
 #[derive(Debug, clap::Args)]
 pub struct WorkersArgs {
-    /// Only instances of this stage (fetch, batch, migrate, reduce).
-    #[arg(long, value_parser = ["fetch", "batch", "migrate", "reduce"])]
-    pub stage: Option<String>,
+    /// Only instances of this stage.
+    #[arg(long, value_parser = crate::stage_arg::parser())]
+    pub stage: Option<Stage>,
     /// How long to wait for instances to answer.
     #[arg(long, default_value = "1s")]
     pub wait: HumanDuration,
@@ -31,7 +32,7 @@ pub async fn run(args: WorkersArgs) -> anyhow::Result<u8> {
     let bus = connect::existing(&args.nats).await?;
     let mut reports = micro::gather(&bus.client, bus.names.namespace(), args.wait.get()).await?;
     if let Some(stage) = &args.stage {
-        reports.retain(|r| &r.stage == stage);
+        reports.retain(|r| r.stage == stage.as_str());
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);

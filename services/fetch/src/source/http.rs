@@ -2,8 +2,11 @@
 //! `GET url?<query>&<limit_param>=N[&<cursor_param>=C]` answering
 //! `{"<items_field>": [...], "<next_cursor_field>": "..." | null}`.
 
-use jetflow_shared::text::{error_chain, quote};
-use jetflow_shared::{job, messages::Item};
+use jetflow_protocol::{
+    job,
+    messages::Item,
+    text::{error_chain, quote},
+};
 use serde_json::Value;
 
 use super::{Page, SourceError};

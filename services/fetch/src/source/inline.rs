@@ -1,6 +1,6 @@
 //! `ids` and `items` sources: the items are in the spec; the cursor is an offset.
 
-use jetflow_shared::{job::SourceSpec, messages::Item};
+use jetflow_protocol::{job::SourceSpec, messages::Item};
 use serde_json::Value;
 
 use super::{Page, SourceError};

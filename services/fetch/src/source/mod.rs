@@ -4,7 +4,7 @@ mod http;
 mod inline;
 mod nats;
 
-use jetflow_shared::{job::SourceSpec, messages::Item};
+use jetflow_protocol::{job::SourceSpec, messages::Item};
 
 pub use self::{http::HttpSource, nats::NatsSource};
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_nats::{client::RequestErrorKind, Request};
-use jetflow_shared::{
+use jetflow_protocol::{
     codec,
     messages::{Item, PageReply, PageRequest},
     text::quote,

@@ -1,9 +1,12 @@
 //! The `http` handler: one request per item, carrying the idempotency key
 //! `<job>:<item>` so that a retried or repeated call is safe for the target.
 
-use jetflow_shared::text::{error_chain, quote};
-use jetflow_shared::trace;
-use jetflow_shared::{job::HttpHandler, messages::Item};
+use jetflow_protocol::{
+    job::HttpHandler,
+    messages::Item,
+    text::{error_chain, quote},
+};
+use jetflow_runtime::process::trace;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

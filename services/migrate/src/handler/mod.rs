@@ -4,7 +4,7 @@ pub mod http;
 pub mod nats;
 pub mod steps;
 
-use jetflow_shared::messages::{Item, StepOutput};
+use jetflow_protocol::messages::{Item, StepOutput};
 use serde_json::Value;
 
 /// Why a handler call did not succeed.

@@ -4,13 +4,13 @@
 //! "error": …, "retryable": bool}`, in JSON or MessagePack.
 
 use async_nats::{client::RequestErrorKind, HeaderMap, Request};
-use jetflow_shared::{
+use jetflow_protocol::{
     codec, headers,
     job::NatsHandler,
     messages::{HandlerReply, HandlerRequest},
     text::quote,
-    trace,
 };
+use jetflow_runtime::process::trace;
 use serde_json::Value;
 
 use super::{Call, HandlerError};

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use jetflow_shared::{
+use jetflow_protocol::{
     job::{Step, StepCall},
     messages::StepOutput,
     retry::retry_delay,

@@ -13,7 +13,8 @@ use async_nats::{
 use bytes::Bytes;
 use clap::Args;
 use futures::StreamExt;
-use jetflow_shared::{codec, headers, Bus};
+use jetflow_protocol::{codec, headers, Stage};
+use jetflow_runtime::Bus;
 use serde_json::{json, Value};
 
 /// Which dead letters.
@@ -22,9 +23,9 @@ pub struct Filter {
     /// Only this job's.
     #[arg(long)]
     pub job: Option<String>,
-    /// Only this stage's: fetch, batch, migrate, reduce.
-    #[arg(long)]
-    pub stage: Option<String>,
+    /// Only this stage's.
+    #[arg(long, value_parser = crate::stage_arg::parser())]
+    pub stage: Option<Stage>,
     /// Only those whose error contains this text.
     #[arg(long)]
     pub error: Option<String>,
@@ -32,10 +33,7 @@ pub struct Filter {
 
 impl Filter {
     fn subject(&self, bus: &Bus) -> String {
-        bus.names.dlq_subject(
-            self.stage.as_deref().unwrap_or("*"),
-            self.job.as_deref().unwrap_or("*"),
-        )
+        bus.names.dlq_filter(self.stage, self.job.as_deref())
     }
 }
 
@@ -94,7 +92,7 @@ impl DeadLetterView {
             self.header(headers::JOB),
             self.header(headers::ITEM),
             self.header(headers::ATTEMPTS),
-            jetflow_shared::text::quote(&self.header(headers::ERROR), 100),
+            jetflow_protocol::text::quote(&self.header(headers::ERROR), 100),
         )
     }
 }

@@ -8,7 +8,7 @@ mod replay;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use jetflow_shared::NatsArgs;
+use jetflow_runtime::NatsArgs;
 
 use self::letters::{DeadLetterView, Filter};
 use crate::{connect, exit};

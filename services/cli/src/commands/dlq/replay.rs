@@ -14,12 +14,13 @@ use anyhow::{bail, Context as _};
 use async_nats::jetstream::{kv::Operation, message::PublishMessage};
 use chrono::Utc;
 use futures::future::try_join_all;
-use jetflow_shared::{
+use jetflow_protocol::{
     codec, headers,
     job::{JobState, JobStatus},
-    messages::LedgerEntry,
-    Bus,
+    messages::{LedgerEntry, TaskMessage},
+    Stage,
 };
+use jetflow_runtime::{nats::task_queue, Bus};
 
 use super::letters::{self, DeadLetterView, Filter};
 use crate::exit;
@@ -29,7 +30,7 @@ pub async fn run(bus: &Bus, filter: &Filter, dry_run: bool) -> anyhow::Result<u8
     let mut by_job: BTreeMap<String, Vec<DeadLetterView>> = BTreeMap::new();
     let mut other = 0;
     for letter in letters {
-        let is_task = letter.header(headers::STAGE) == "migrate"
+        let is_task = letter.header(headers::STAGE) == Stage::Migrate.as_str()
             && letter.headers.get(headers::ITEM).is_some();
         if is_task {
             by_job
@@ -59,7 +60,7 @@ async fn replay_job(bus: &Bus, job: &str, letters: &[DeadLetterView]) -> anyhow:
     if state.status.is_terminal() {
         wait_for_cleanup(bus, job).await?;
     }
-    bus.ensure_task_consumer(job, &state.spec).await?;
+    task_queue::ensure(bus, job, &state.spec).await?;
 
     let items: Vec<String> = letters.iter().map(|l| l.header(headers::ITEM)).collect();
     let first = letters.first().map(|l| l.seq).unwrap_or_default();
@@ -67,7 +68,7 @@ async fn replay_job(bus: &Bus, job: &str, letters: &[DeadLetterView]) -> anyhow:
         items,
         at: Utc::now(),
     };
-    bus.append_ledger(job, &replayed, &format!("{job}:replayed:{first}"))
+    bus.append_ledger(job, &replayed, &LedgerEntry::replayed_msg_id(job, first))
         .await?
         .await
         .context("recording the replay")?;
@@ -77,7 +78,10 @@ async fn replay_job(bus: &Bus, job: &str, letters: &[DeadLetterView]) -> anyhow:
         let mut publish = PublishMessage::build()
             .payload(letter.payload.clone())
             .header(headers::REPLAY, letter.seq.to_string())
-            .message_id(format!("replay:{}:{}", bus.names.dlq_stream(), letter.seq));
+            .message_id(TaskMessage::replay_msg_id(
+                &bus.names.dlq_stream(),
+                letter.seq,
+            ));
         if let Some(ct) = letter.headers.get(headers::CONTENT_TYPE) {
             publish = publish.header(headers::CONTENT_TYPE, ct.as_str());
         }
@@ -127,16 +131,8 @@ async fn read_state(bus: &Bus, job: &str) -> anyhow::Result<(JobState, u64)> {
 /// A job that just ended may still be cleaning up (purging its tasks); its
 /// task consumer is removed last.
 async fn wait_for_cleanup(bus: &Bus, job: &str) -> anyhow::Result<()> {
-    let names = &bus.names;
     for _ in 0..100 {
-        let consumer = bus
-            .js
-            .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-                names.task_consumer(job),
-                names.tasks_stream(),
-            )
-            .await;
-        if consumer.is_err() {
+        if !task_queue::exists(bus, job).await? {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,0 +1,72 @@
+//! The work itself: pages of items, and one task per item.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::names::item_key;
+
+/// One item of work.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Item {
+    /// The item id.
+    pub id: String,
+    /// Data for the handler.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+    /// Priority, where given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+}
+
+/// One page of items, on `<ns>.batch.<job>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BatchMessage {
+    /// Job id.
+    pub job: String,
+    /// Batch number, from 1.
+    pub batch: u64,
+    /// The page's items.
+    pub items: Vec<Item>,
+}
+
+impl BatchMessage {
+    /// The de-duplication id of batch `batch` of `job`: fetch publishes each
+    /// page once, however often it is asked to after a crash.
+    pub fn msg_id(job: &str, batch: u64) -> String {
+        format!("{job}:batch:{batch}")
+    }
+}
+
+/// One item to run, on `<ns>.task.<job>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskMessage {
+    /// Job id.
+    pub job: String,
+    /// Batch number.
+    pub batch: u64,
+    /// The item.
+    pub item: Item,
+}
+
+impl TaskMessage {
+    /// The de-duplication id of `item`'s task in `job`: batch publishes an
+    /// item's task once within the stream's duplicate window, however often
+    /// its batch is redelivered.
+    pub fn msg_id(job: &str, item_id: &str) -> String {
+        format!("{job}:{}", item_key(item_id))
+    }
+
+    /// The id of a task migrate held back behind an open breaker and
+    /// published again as `seq` (the original's stream sequence), so a
+    /// crash between publishing and acking publishes it once.
+    pub fn held_msg_id(job: &str, seq: u64) -> String {
+        format!("{job}:held:{seq}")
+    }
+
+    /// The id of a dead-lettered task published again by `jetflow dlq
+    /// replay`: `seq` is the dead letter's sequence in `dlq_stream`, so a
+    /// replay repeated after a crash publishes each letter once.
+    pub fn replay_msg_id(dlq_stream: &str, seq: u64) -> String {
+        format!("replay:{dlq_stream}:{seq}")
+    }
+}

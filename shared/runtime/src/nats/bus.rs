@@ -1,0 +1,255 @@
+//! [`Bus`]: one service's view of NATS — the client, JetStream, the names
+//! of its namespace and the opened buckets — plus the few publishing helpers
+//! every stage uses (events, ledger entries, dead letters).
+
+use async_nats::{jetstream, Client, HeaderMap};
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::ResultExt,
+    nats::provision::{self, Buckets},
+    process::config::NatsArgs,
+    Error, ErrorKind, Result,
+};
+use jetflow_protocol::{
+    codec::{self, Format},
+    headers,
+    messages::{dead_letter_msg_id, JobEvent, LedgerEntry},
+    names::Names,
+    Stage,
+};
+
+/// Everything a stage needs to talk to jetflow's streams and buckets.
+#[derive(Clone)]
+pub struct Bus {
+    /// The NATS connection.
+    pub client: Client,
+    /// JetStream on that connection.
+    pub js: jetstream::Context,
+    /// Names in this namespace.
+    pub names: Names,
+    /// The KV buckets.
+    pub kv: Buckets,
+}
+
+impl Bus {
+    /// Connects (waiting for NATS if needed) and provisions what is missing.
+    ///
+    /// ```no_run
+    /// # async fn f() -> jetflow_runtime::Result<()> {
+    /// use jetflow_runtime::{Bus, NatsArgs};
+    /// let shutdown = tokio_util::sync::CancellationToken::new();
+    /// let bus = Bus::connect(&NatsArgs::new(["nats://127.0.0.1:4222"], "jetflow"), "example", &shutdown).await?;
+    /// println!("{}", bus.names.submit_subject());
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(args: &NatsArgs, name: &str, shutdown: &CancellationToken) -> Result<Bus> {
+        let names = args.validate()?;
+        let client = crate::nats::connect::connect(args, name, shutdown).await?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(std::time::Duration::from_secs(10))
+            .max_ack_inflight(20_000)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let kv = provision::provision(&js, &names, args.replicas).await?;
+        Ok(Bus {
+            client,
+            js,
+            names,
+            kv,
+        })
+    }
+
+    /// Connects to an already provisioned namespace without creating
+    /// anything, for tools that only read.
+    pub async fn open(args: &NatsArgs, name: &str, shutdown: &CancellationToken) -> Result<Bus> {
+        let names = args.validate()?;
+        let client = crate::nats::connect::connect(args, name, shutdown).await?;
+        let js = jetstream::new(client.clone());
+        let kv = provision::open(&js, &names).await?;
+        Ok(Bus {
+            client,
+            js,
+            names,
+            kv,
+        })
+    }
+
+    /// Publishes a lifecycle event (JSON) and waits for the stream to have it.
+    /// `dedupe` distinguishes repeated events of one kind (a batch number).
+    pub async fn publish_event(&self, event: &JobEvent, dedupe: Option<u64>) -> Result<()> {
+        let kind = event.event.as_str();
+        let mut hdrs = codec::headers_for(Format::Json);
+        hdrs.insert(headers::MSG_ID, event.msg_id(dedupe).as_str());
+        crate::process::trace::inject_current(&mut hdrs);
+        self.js
+            .publish_with_headers(
+                self.names.event_subject(&event.job, kind),
+                hdrs,
+                codec::to_json(event),
+            )
+            .await
+            .ctx("publishing event")?
+            .await
+            .ctx("storing event")?;
+        Ok(())
+    }
+
+    /// Appends an entry that names its fact to `job`'s ledger, under the
+    /// de-duplication id [`LedgerEntry::msg_id`] gives it; returns the
+    /// future of the stream's acknowledgement. An entry whose id comes from
+    /// elsewhere goes through [`Bus::append_ledger`].
+    pub async fn append_fact(
+        &self,
+        job: &str,
+        entry: &LedgerEntry,
+    ) -> Result<jetstream::context::PublishAckFuture> {
+        let Some(msg_id) = entry.msg_id(job) else {
+            return Err(Error::nats(
+                "appending to the ledger",
+                ErrorKind::Invalid,
+                "this entry has no id of its own; use append_ledger",
+            ));
+        };
+        self.append_ledger(job, entry, &msg_id).await
+    }
+
+    /// Appends `entry` to `job`'s ledger with de-duplication id `msg_id`,
+    /// returning the future of the stream's acknowledgement so callers can
+    /// pipeline many publishes.
+    pub async fn append_ledger(
+        &self,
+        job: &str,
+        entry: &LedgerEntry,
+        msg_id: &str,
+    ) -> Result<jetstream::context::PublishAckFuture> {
+        self.append_encoded_ledger(job, codec::to_msgpack(entry), Some(msg_id))
+            .await
+    }
+
+    /// Appends a ledger entry already encoded as MessagePack, with a
+    /// de-duplication id or (for an entry that has no natural one, like a
+    /// group of item results) without.
+    pub async fn append_encoded_ledger(
+        &self,
+        job: &str,
+        payload: bytes::Bytes,
+        msg_id: Option<&str>,
+    ) -> Result<jetstream::context::PublishAckFuture> {
+        let mut hdrs = codec::headers_for(Format::MsgPack);
+        if let Some(msg_id) = msg_id {
+            hdrs.insert(headers::MSG_ID, msg_id);
+        }
+        crate::process::trace::inject_current(&mut hdrs);
+        self.js
+            .publish_with_headers(self.names.result_subject(job), hdrs, payload)
+            .await
+            .ctx("publishing ledger entry")
+    }
+
+    /// Stores a dead letter: the original payload with headers saying what,
+    /// where and why. `msg_id` makes a repeated dead-lettering (after a
+    /// crash) store it once.
+    pub async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<()> {
+        let job = letter.job.unwrap_or("_");
+        let mut hdrs = HeaderMap::new();
+        if let Some(original) = letter.original_headers {
+            if let Some(ct) = original.get(headers::CONTENT_TYPE) {
+                hdrs.insert(headers::CONTENT_TYPE, ct.clone());
+            }
+        }
+        hdrs.insert(headers::MSG_ID, letter.msg_id);
+        hdrs.insert(headers::JOB, job);
+        if let Some(item) = letter.item {
+            hdrs.insert(headers::ITEM, item);
+        }
+        hdrs.insert(headers::STAGE, letter.stage.as_str());
+        // Header values must be one line.
+        let error: String = letter.error.replace(['\r', '\n'], " ");
+        hdrs.insert(headers::ERROR, error.as_str());
+        hdrs.insert(headers::ATTEMPTS, letter.attempts.to_string().as_str());
+        hdrs.insert(headers::ORIGINAL_SUBJECT, letter.original_subject);
+        crate::process::trace::inject_current(&mut hdrs);
+        let subject_job = if jetflow_protocol::names::is_token(job) {
+            job
+        } else {
+            "_"
+        };
+        self.js
+            .publish_with_headers(
+                self.names.dlq_subject(letter.stage, subject_job),
+                hdrs,
+                letter.payload,
+            )
+            .await
+            .ctx("publishing dead letter")?
+            .await
+            .ctx("storing dead letter")?;
+        // An item that failed is part of a job's normal life (its batch's
+        // summary counts it); a message we could not even read is not.
+        match letter.item {
+            Some(item) => {
+                tracing::debug!(stage = %letter.stage, job, item, error = %letter.error, "dead-lettered")
+            }
+            None => {
+                tracing::warn!(stage = %letter.stage, job, error = %letter.error, "dead-lettered")
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Bus {
+    /// Dead-letters a JetStream message as it was received: its subject,
+    /// headers and payload, its delivery count as the attempts, and its
+    /// `<stream>:<seq>` as the de-duplication id (so doing it again after a
+    /// crash stores it once).
+    pub async fn dead_letter_message(
+        &self,
+        stage: Stage,
+        job: Option<&str>,
+        error: &str,
+        msg: &jetstream::Message,
+    ) -> Result<()> {
+        let info = msg.info().ok();
+        let msg_id = info
+            .as_ref()
+            .map(|i| dead_letter_msg_id(i.stream, i.stream_sequence))
+            .unwrap_or_else(crate::instance_id);
+        self.dead_letter(DeadLetter {
+            stage,
+            job,
+            item: None,
+            error,
+            attempts: info.map(|i| i.delivered).unwrap_or(1),
+            original_subject: msg.subject.as_str(),
+            original_headers: msg.headers.as_ref(),
+            payload: msg.payload.clone(),
+            msg_id: &msg_id,
+        })
+        .await
+    }
+}
+
+/// A message given up on, for [`Bus::dead_letter`].
+pub struct DeadLetter<'a> {
+    /// Stage giving up.
+    pub stage: Stage,
+    /// The job, if known.
+    pub job: Option<&'a str>,
+    /// The item, if any.
+    pub item: Option<&'a str>,
+    /// Why.
+    pub error: &'a str,
+    /// Deliveries so far.
+    pub attempts: i64,
+    /// Where it was published.
+    pub original_subject: &'a str,
+    /// Its headers, if any (the content type is kept).
+    pub original_headers: Option<&'a HeaderMap>,
+    /// The payload as received.
+    pub payload: Bytes,
+    /// De-duplication id, e.g. `<stream>:<seq>` of the original.
+    pub msg_id: &'a str,
+}
