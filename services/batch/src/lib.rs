@@ -19,31 +19,27 @@ use jetflow_runtime::{
     process::activity::Activity,
     process::metrics::{self, Metrics},
     process::micro,
-    Bus, Error, ErrorKind, NatsArgs, Result, ResultExt,
+    Bus, Error, ErrorKind, NatsArgs, Result, ResultExt, ServiceArgs,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Settings of the batch service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// NATS connection and namespace.
+    /// NATS, namespace and metrics.
     #[command(flatten)]
-    pub nats: NatsArgs,
+    pub service: ServiceArgs,
     /// Batches this instance fans out at once.
     #[arg(long, env = "JETFLOW_BATCH_PARALLEL", default_value_t = 8)]
     pub parallel: usize,
-    /// The metrics endpoint.
-    #[command(flatten)]
-    pub metrics: jetflow_runtime::MetricsArgs,
 }
 
 impl Config {
     /// Defaults with `nats`.
     pub fn new(nats: NatsArgs) -> Self {
         Self {
-            nats,
+            service: ServiceArgs::new(nats),
             parallel: 8,
-            metrics: Default::default(),
         }
     }
 }
@@ -53,13 +49,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if config.parallel == 0 {
         return Err(Error::Config("--parallel: must be at least 1".into()));
     }
-    let bus = Bus::connect(&config.nats, Stage::Batch.service_name(), &shutdown).await?;
+    let bus = Bus::connect(&config.service.nats, Stage::Batch.service_name(), &shutdown).await?;
     let instance = jetflow_runtime::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "batch ready");
     let activity = Activity::new(Stage::Batch, &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
     let metrics = metrics::serve(
-        config.metrics.metrics_addr,
+        config.service.metrics.metrics_addr,
         Stage::Batch.service_name(),
         &shutdown,
     )

@@ -27,39 +27,35 @@ use jetflow_runtime::{
     process::activity::Activity,
     process::metrics::{self, Metrics},
     process::micro,
-    Bus, NatsArgs, Result,
+    Bus, NatsArgs, Result, ServiceArgs,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Settings of the fetch service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// NATS connection and namespace.
+    /// NATS, namespace and metrics.
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// The metrics endpoint.
-    #[command(flatten)]
-    pub metrics: jetflow_runtime::MetricsArgs,
+    pub service: ServiceArgs,
 }
 
 impl Config {
     /// Defaults with `nats`.
     pub fn new(nats: NatsArgs) -> Self {
         Self {
-            nats,
-            metrics: Default::default(),
+            service: ServiceArgs::new(nats),
         }
     }
 }
 
 /// Runs the fetch stage until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let bus = Bus::connect(&config.nats, Stage::Fetch.service_name(), &shutdown).await?;
+    let bus = Bus::connect(&config.service.nats, Stage::Fetch.service_name(), &shutdown).await?;
     let instance = jetflow_runtime::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "fetch ready");
     let activity = Activity::new(Stage::Fetch, &instance, bus.names.namespace());
     let metrics = metrics::serve(
-        config.metrics.metrics_addr,
+        config.service.metrics.metrics_addr,
         Stage::Fetch.service_name(),
         &shutdown,
     )

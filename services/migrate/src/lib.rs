@@ -24,7 +24,7 @@ use jetflow_protocol::{
 };
 use jetflow_runtime::{
     ownership::supervisor, process::activity::Activity, process::metrics, process::micro, Bus,
-    Error, NatsArgs, Result,
+    Error, NatsArgs, Result, ServiceArgs,
 };
 
 use crate::breaker::{BreakerConfig, Breakers};
@@ -34,9 +34,9 @@ use tokio_util::sync::CancellationToken;
 /// Settings of the migrate service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// NATS connection and namespace.
+    /// NATS, namespace and metrics.
     #[command(flatten)]
-    pub nats: NatsArgs,
+    pub service: ServiceArgs,
     /// Items this instance runs at once, over all jobs (each job's own
     /// `concurrency` is enforced across instances by NATS).
     #[arg(long, env = "JETFLOW_MIGRATE_MAX_INFLIGHT", default_value_t = 1024)]
@@ -48,20 +48,16 @@ pub struct Config {
     /// up to 30 s, while probes fail).
     #[arg(long, env = "JETFLOW_BREAKER_COOLDOWN", default_value = "2s")]
     pub breaker_cooldown: HumanDuration,
-    /// The metrics endpoint.
-    #[command(flatten)]
-    pub metrics: jetflow_runtime::MetricsArgs,
 }
 
 impl Config {
     /// Defaults with `nats`.
     pub fn new(nats: NatsArgs) -> Self {
         Self {
-            nats,
+            service: ServiceArgs::new(nats),
             max_inflight: 1024,
             breaker_threshold: 5,
             breaker_cooldown: HumanDuration::from_secs(2),
-            metrics: Default::default(),
         }
     }
 }
@@ -72,7 +68,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if config.max_inflight == 0 {
         return Err(Error::Config("--max-inflight: must be at least 1".into()));
     }
-    let bus = Bus::connect(&config.nats, Stage::Migrate.service_name(), &shutdown).await?;
+    let bus = Bus::connect(
+        &config.service.nats,
+        Stage::Migrate.service_name(),
+        &shutdown,
+    )
+    .await?;
     let http = handler::http::client()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
     if config.breaker_threshold == 0 || config.breaker_cooldown.get().is_zero() {
@@ -101,7 +102,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     };
     let service = micro::spawn(&bus, &activity, Some(details), &shutdown);
     let metrics = metrics::serve(
-        config.metrics.metrics_addr,
+        config.service.metrics.metrics_addr,
         Stage::Migrate.service_name(),
         &shutdown,
     )

@@ -22,16 +22,16 @@ pub mod stopping;
 use jetflow_protocol::{duration::HumanDuration, job::JobState, Stage};
 use jetflow_runtime::{
     ownership::lease, ownership::supervisor, process::activity::Activity, process::metrics,
-    process::micro, Bus, Error, NatsArgs, Result,
+    process::micro, Bus, Error, NatsArgs, Result, ServiceArgs,
 };
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the reduce service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// NATS connection and namespace.
+    /// NATS, namespace and metrics.
     #[command(flatten)]
-    pub nats: NatsArgs,
+    pub service: ServiceArgs,
     /// Finished jobs are removed this long after they ended (`off` keeps
     /// them until `jetflow gc`).
     #[arg(long, env = "JETFLOW_RETENTION", default_value = "7d")]
@@ -39,19 +39,15 @@ pub struct Config {
     /// How often retention looks for expired jobs.
     #[arg(long, env = "JETFLOW_GC_EVERY", default_value = "10m")]
     pub gc_every: HumanDuration,
-    /// The metrics endpoint.
-    #[command(flatten)]
-    pub metrics: jetflow_runtime::MetricsArgs,
 }
 
 impl Config {
     /// Defaults with `nats`.
     pub fn new(nats: NatsArgs) -> Self {
         Self {
-            nats,
+            service: ServiceArgs::new(nats),
             retention: Retention(Some(HumanDuration::from_secs(7 * 86_400))),
             gc_every: HumanDuration::from_secs(600),
-            metrics: Default::default(),
         }
     }
 }
@@ -73,14 +69,19 @@ impl std::str::FromStr for Retention {
 
 /// Runs the reduce stage until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let bus = Bus::connect(&config.nats, Stage::Reduce.service_name(), &shutdown).await?;
+    let bus = Bus::connect(
+        &config.service.nats,
+        Stage::Reduce.service_name(),
+        &shutdown,
+    )
+    .await?;
     let instance = jetflow_runtime::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "reduce ready");
     let activity = Activity::new(Stage::Reduce, &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
     let job_metrics = job_metrics::JobMetrics::new(
         metrics::serve(
-            config.metrics.metrics_addr,
+            config.service.metrics.metrics_addr,
             Stage::Reduce.service_name(),
             &shutdown,
         )

@@ -18,7 +18,7 @@ pub mod process;
 
 pub use error::{Error, ErrorKind, Result, ResultExt};
 pub use nats::bus::{Bus, DeadLetter};
-pub use process::config::{LogArgs, LogFormat, MetricsArgs, NatsArgs, RuntimeArgs};
+pub use process::config::{LogArgs, LogFormat, MetricsArgs, NatsArgs, RuntimeArgs, ServiceArgs};
 
 /// A short random id for a service instance (lease owner, logs).
 pub fn instance_id() -> String {

@@ -69,6 +69,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// The flags every service takes: where NATS is, and the metrics endpoint.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// NATS connection and namespace.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The metrics endpoint.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+impl ServiceArgs {
+    /// Settings for `nats`, metrics off.
+    pub fn new(nats: NatsArgs) -> Self {
+        Self {
+            nats,
+            metrics: MetricsArgs::default(),
+        }
+    }
+}
+
 /// The metrics endpoint flag every service takes.
 #[derive(Debug, Clone, Default, Args)]
 pub struct MetricsArgs {

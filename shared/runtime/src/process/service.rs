@@ -1,7 +1,10 @@
-//! The body of every service's `main`: logging, signals, a runtime, `run`.
+//! The body of every service's `main`: flags, logging, signals, a runtime,
+//! `run`.
 
 use std::{future::Future, process::ExitCode};
 
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
+use jetflow_protocol::Stage;
 use tokio_util::sync::CancellationToken;
 
 use crate::{process::signals, process::telemetry, LogArgs, Result, RuntimeArgs};
@@ -20,6 +23,49 @@ macro_rules! use_mimalloc {
         #[global_allocator]
         static ALLOCATOR: $crate::process::service::MiMalloc = $crate::process::service::MiMalloc;
     };
+}
+
+/// A stage's command line: its own settings, then the logging and runtime
+/// flags every binary takes.
+#[derive(Parser)]
+struct StageCli<C: Args> {
+    #[command(flatten)]
+    config: C,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+/// The whole `main` of a stage's binary: parses its flags into `C` (the
+/// binary named and described as `stage` and `about`), then runs `run` as
+/// [`main`] does.
+///
+/// ```no_run
+/// # #[derive(clap::Args)] struct Config {}
+/// # async fn run(_: Config, _: tokio_util::sync::CancellationToken) -> jetflow_runtime::Result<()> { Ok(()) }
+/// fn main() -> std::process::ExitCode {
+///     let about = "jetflow's fetch stage: validates jobs and pages their sources.";
+///     jetflow_runtime::process::service::run_stage(jetflow_protocol::Stage::Fetch, about, run)
+/// }
+/// ```
+pub fn run_stage<C, F, Fut>(stage: Stage, about: &'static str, run: F) -> ExitCode
+where
+    C: Args,
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let command = StageCli::<C>::command()
+        .name(stage.service_name())
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"));
+    let cli = match StageCli::<C>::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    main(stage.service_name(), cli.log, cli.runtime, |shutdown| {
+        run(cli.config, shutdown)
+    })
 }
 
 /// Runs `run` on a runtime of `runtime.worker_threads` threads with logging
