@@ -59,13 +59,13 @@ async fn metrics_match_the_tally_and_prometheus_scrapes_every_service() -> anyho
     let addrs = [free_addr()?, free_addr()?, free_addr()?, free_addr()?];
     let nats = env.nats.clone();
     let mut fetch = jetflow_fetch::Config::new(nats.clone());
-    fetch.metrics.metrics_addr = Some(addrs[0]);
+    fetch.service.metrics.metrics_addr = Some(addrs[0]);
     let mut batch = jetflow_batch::Config::new(nats.clone());
-    batch.metrics.metrics_addr = Some(addrs[1]);
+    batch.service.metrics.metrics_addr = Some(addrs[1]);
     let mut migrate = jetflow_migrate::Config::new(nats.clone());
-    migrate.metrics.metrics_addr = Some(addrs[2]);
+    migrate.service.metrics.metrics_addr = Some(addrs[2]);
     let mut reduce = jetflow_reduce::Config::new(nats);
-    reduce.metrics.metrics_addr = Some(addrs[3]);
+    reduce.service.metrics.metrics_addr = Some(addrs[3]);
     env.start_services_configured(fetch, batch, migrate, reduce);
 
     let mock = MockAgents::start(MockAgentsConfig {
