@@ -56,22 +56,7 @@ async fn create_or_recognise(
     result: &ItemResult,
 ) -> Result<Count> {
     let key = Names::item_outcome_key(job, &result.id);
-    let mut outcome = ItemOutcome {
-        job: job.to_string(),
-        item: result.id.clone(),
-        batch: result.batch,
-        status: result.status,
-        error: result.error.clone(),
-        output: result.output.clone(),
-        failed_step: result.failed_step.clone(),
-        messages: result.messages.clone(),
-        attempts: result.attempts,
-        duration_ms: result.duration_ms,
-        finished_at: result.finished_at,
-        result_seq: seq,
-        result_index: index,
-        replaced: None,
-    };
+    let mut outcome = ItemOutcome::from_result(job, result, seq, index);
     match bus.kv.items.create(&key, codec::to_json(&outcome)).await {
         Ok(_) => return Ok(Count::New),
         Err(err) if err.kind() == CreateErrorKind::AlreadyExists => {}
