@@ -67,6 +67,7 @@ lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(PYTHON) tools/check_wire_names.py
+	$(PYTHON) tools/check_module_cycles.py
 	tools/check_worker_deps.sh
 	$(TOOLS)/prometheus/usr/bin/promtool check rules deploy/prometheus/alerts.yml
 	node tools/asyncapi/validate.mjs

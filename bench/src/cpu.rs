@@ -38,12 +38,30 @@ mod tests {
     }
 
     #[test]
-    fn own_process_has_used_some_cpu() {
+    fn cpu_spent_by_this_process_shows_in_its_cpu_seconds() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid).expect("own stat");
+        // Burn CPU until the kernel's tick counter moves (10 ms at the usual
+        // 100 Hz); the deadline only bounds a broken reading.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_add(i * i);
+        let mut after = before;
+        while after <= before && std::time::Instant::now() < deadline {
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_add(i * i));
+            }
+            after = cpu_seconds(pid).expect("own stat");
         }
-        assert!(x > 0);
-        assert!(cpu_seconds(std::process::id()).expect("own stat") >= 0.0);
+        assert!(
+            after > before,
+            "{after} s after burning CPU, {before} s before"
+        );
+    }
+
+    #[test]
+    fn a_process_that_does_not_exist_is_an_error() {
+        // Above the kernel's pid_max (at most 2^22).
+        let err = cpu_seconds(u32::MAX).unwrap_err();
+        assert!(err.to_string().contains("/proc/4294967295/stat"), "{err}");
     }
 }

@@ -1,4 +1,4 @@
-// Step 2 of the seeds' agent execution: run the agent's graph on the thread
+// Step 2 of an agent's execution: run the agent's graph on the thread
 // the previous step (ensure-thread, in Python) made.
 //
 // A jetflow `nats` handler step: answers requests on SUBJECT (default

@@ -1,4 +1,4 @@
-"""Step 1 of the seeds' agent execution: make sure the agent has a
+"""Step 1 of an agent's execution: make sure the agent has a
 conversation thread, and hand its id to the next step.
 
 A jetflow `nats` handler (or step): it answers requests on SUBJECT

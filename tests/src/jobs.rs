@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 /// machines are shared; tests assert behaviour, not speed.
 pub const JOB_DEADLINE: Duration = Duration::from_secs(180);
 
-/// SPEC.md's example job against `mock`, tuned for tests (short retry
+/// The README's example job against `mock`, tuned for tests (short retry
 /// delays), with `batch` settings merged in.
 pub fn agents_job(id: &str, mock: &MockAgents, batch: Value) -> Value {
     let mut settings = json!({

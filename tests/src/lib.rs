@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod env;
+pub mod faults;
 pub mod jobs;
 pub mod otlp;
 pub mod polyglot;

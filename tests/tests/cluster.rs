@@ -3,35 +3,14 @@
 //! services on two shared cores, beside the other end-to-end tests, left the
 //! cluster without a bucket leader for minutes (seen in CI); alone it passes.
 
-use std::time::Duration;
-
-use jetflow_devkit::{MockAgents, MockAgentsConfig, NatsCluster};
-use jetflow_e2e::{jobs, ServiceProcesses};
-use jetflow_protocol::job::JobStatus;
+use jetflow_devkit::{MockAgents, NatsCluster};
+use jetflow_e2e::{
+    faults::{assert_exact, mock_config},
+    jobs, ServiceProcesses,
+};
 use jetflow_runtime::{Bus, NatsArgs};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-fn mock_config(agents: usize) -> MockAgentsConfig {
-    MockAgentsConfig {
-        agents,
-        transient_rate: 0.02,
-        permanent_rate: 0.01,
-        latency: Duration::from_millis(5),
-        seed: 5,
-        ..Default::default()
-    }
-}
-
-async fn assert_exact(bus: &Bus, mock: &MockAgents, job: &str, n: u64) -> anyhow::Result<()> {
-    let state = jobs::wait_for_end(bus, job).await?;
-    assert_eq!(state.status, JobStatus::Partial, "{state:#?}");
-    assert_eq!(state.succeeded + state.failed, n);
-    assert_eq!(state.succeeded, mock.stats().migrated);
-    assert_eq!(state.failed, mock.permanent_failures().len() as u64);
-    assert_eq!(jobs::item_records(bus, job).await?.len() as u64, n);
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_node_lost_mid_job_loses_nothing() -> anyhow::Result<()> {

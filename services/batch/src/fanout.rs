@@ -1,6 +1,6 @@
 //! Fanning one batch out into tasks.
 
-use std::{future::IntoFuture, sync::Arc};
+use std::{collections::HashMap, future::IntoFuture, sync::Arc};
 
 use async_nats::jetstream::{kv::Operation, message::PublishMessage, Message};
 use chrono::Utc;
@@ -145,26 +145,10 @@ async fn dispatch(
     // Publish every task, then wait for all acknowledgements together.
     let mut acks = Vec::with_capacity(items.len());
     for item in items {
-        let msg_id = TaskMessage::msg_id(&job, &item.id);
-        let task = TaskMessage {
-            job: job.clone(),
-            batch: number,
-            item,
-        };
-        let (payload, content_type) = match format {
-            codec::Format::Json => (codec::to_json(&task), codec::JSON),
-            codec::Format::MsgPack => (codec::to_msgpack(&task), codec::MSGPACK),
-        };
-        let mut publish = PublishMessage::build()
-            .payload(payload)
-            .header(jetflow_protocol::headers::CONTENT_TYPE, content_type)
-            .message_id(msg_id);
-        for (name, value) in &extra_headers {
-            publish = publish.header(name.as_str(), value.as_str());
-        }
+        let task = task_message(&job, number, item, format, &extra_headers);
         acks.push(
             bus.js
-                .send_publish(subject.clone(), publish)
+                .send_publish(subject.clone(), task)
                 .await
                 .ctx("publishing task")?,
         );
@@ -183,6 +167,35 @@ async fn dispatch(
         .ctx("recording dispatch")?;
     tracing::info!(job = %job, batch = number, items = total, published, "batch dispatched");
     Ok(published)
+}
+
+/// `item`'s task in batch `number` of `job`, encoded as `format`, under its
+/// de-duplication id and with `extra_headers`.
+fn task_message(
+    job: &str,
+    number: u64,
+    item: Item,
+    format: codec::Format,
+    extra_headers: &HashMap<String, String>,
+) -> PublishMessage {
+    let msg_id = TaskMessage::msg_id(job, &item.id);
+    let task = TaskMessage {
+        job: job.to_string(),
+        batch: number,
+        item,
+    };
+    let (payload, content_type) = match format {
+        codec::Format::Json => (codec::to_json(&task), codec::JSON),
+        codec::Format::MsgPack => (codec::to_msgpack(&task), codec::MSGPACK),
+    };
+    let mut publish = PublishMessage::build()
+        .payload(payload)
+        .header(jetflow_protocol::headers::CONTENT_TYPE, content_type)
+        .message_id(msg_id);
+    for (name, value) in extra_headers {
+        publish = publish.header(name.as_str(), value.as_str());
+    }
+    publish
 }
 
 /// On redelivery, the items of the batch that have no outcome yet.

@@ -85,6 +85,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
 }
 
+/// The batch consumer: pages are handed out a few per fan-out slot, and one
+/// not acked within a minute (an instance that died mid-fan-out) goes to
+/// another instance.
+fn consumer_config(bus: &Bus, config: &Config) -> pull::Config {
+    pull::Config {
+        durable_name: Some(bus.names.batch_consumer()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(60),
+        max_ack_pending: config.parallel as i64 * 4,
+        ..Default::default()
+    }
+}
+
 async fn consume(
     bus: &Bus,
     config: &Config,
@@ -92,19 +105,9 @@ async fn consume(
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<()> {
-    let name = bus.names.batch_consumer();
     let consumer = bus
         .js
-        .create_consumer_on_stream(
-            pull::Config {
-                durable_name: Some(name),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: config.parallel as i64 * 4,
-                ..Default::default()
-            },
-            bus.names.batches_stream(),
-        )
+        .create_consumer_on_stream(consumer_config(bus, config), bus.names.batches_stream())
         .await
         .ctx("creating the batch consumer")?;
     let mut messages = consumer

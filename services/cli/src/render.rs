@@ -7,6 +7,15 @@ use jetflow_protocol::job::JobState;
 /// A multi-line summary: status, counts, progress, rate, ETA, open batches, errors.
 pub fn summary(state: &JobState) -> String {
     let mut out = String::new();
+    write_counts(&mut out, state);
+    write_timing(&mut out, state);
+    write_open_batches(&mut out, state);
+    write_errors(&mut out, state);
+    out
+}
+
+/// Id, status and reason, then the item, progress and batch counts.
+fn write_counts(out: &mut String, state: &JobState) {
     let _ = writeln!(out, "job       {}  ({})", state.id, state.spec.kind);
     let _ = writeln!(out, "status    {}", state.status);
     if let Some(reason) = &state.reason {
@@ -36,6 +45,11 @@ pub fn summary(state: &JobState) -> String {
         state.batches_done,
         state.open_batches.len()
     );
+}
+
+/// The rate (with an ETA while a fully fetched job runs) and, once ended,
+/// how long it took.
+fn write_timing(out: &mut String, state: &JobState) {
     if let Some(rate) = state.rate() {
         let _ = write!(out, "rate      {rate:.0} items/s");
         if !state.status.is_terminal() && state.fetch_done && rate > 0.0 {
@@ -52,6 +66,10 @@ pub fn summary(state: &JobState) -> String {
         let secs = (end - start).num_milliseconds() as f64 / 1000.0;
         let _ = writeln!(out, "took      {secs:.1}s");
     }
+}
+
+/// Up to ten open batches with how far each is.
+fn write_open_batches(out: &mut String, state: &JobState) {
     for (batch, open) in state.open_batches.iter().take(10) {
         let _ = writeln!(
             out,
@@ -61,13 +79,16 @@ pub fn summary(state: &JobState) -> String {
             open.failed
         );
     }
+}
+
+/// The job's recent errors, one per item.
+fn write_errors(out: &mut String, state: &JobState) {
     if !state.errors.is_empty() {
         let _ = writeln!(out, "recent errors:");
         for sample in &state.errors {
             let _ = writeln!(out, "  {}: {}", sample.item, sample.error);
         }
     }
-    out
 }
 
 /// One line for logs and non-terminal progress.

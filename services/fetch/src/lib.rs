@@ -9,7 +9,9 @@
 //! - [`pager`] — per job, on the one instance holding its lease, fetches page
 //!   after page, checkpointing the cursor and never running more than
 //!   `max_inflight_batches` ahead of the reducer.
+//! - `checkpoint` — the pager's next-checkpoint rule, as a pure function.
 
+mod checkpoint;
 pub mod control;
 pub mod intake;
 pub mod pager;
@@ -27,7 +29,7 @@ use jetflow_runtime::{
     process::activity::Activity,
     process::metrics::{self, Metrics},
     process::micro,
-    Bus, NatsArgs, Result, ServiceArgs,
+    Bus, Error, NatsArgs, Result, ServiceArgs,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -60,6 +62,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         &shutdown,
     )
     .await?;
+    let http = source::http_client()
+        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
 
     let tasks = TaskTracker::new();
     tasks.spawn(micro::spawn(&bus, &activity, None, &shutdown));
@@ -81,6 +85,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     ));
     tasks.spawn(supervise(
         bus,
+        http,
         instance,
         activity,
         metrics,
@@ -92,9 +97,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 }
 
 /// Starts a pager contender for every job still fetching, stops it when the
-/// job is fetched or ends.
+/// job is fetched or ends. Every pager is handed its job's state as it
+/// changes, and shares `http`'s connection pool.
 async fn supervise(
     bus: Bus,
+    http: reqwest::Client,
     instance: String,
     activity: Arc<Activity>,
     metrics: Metrics,
@@ -103,13 +110,14 @@ async fn supervise(
     let wants = |state: &JobState| needs_fetching(state.status, state.fetch_done);
     supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
         let job = state.borrow().id.clone();
-        let (bus, owner) = (bus.clone(), instance.clone());
+        let (bus, http, owner) = (bus.clone(), http.clone(), instance.clone());
         let (activity, metrics) = (activity.clone(), metrics.clone());
         async move {
             lease::contend_for_job(&bus, Stage::Fetch, &job, &owner, stop, |token| {
                 pager::page_job(
                     bus.clone(),
-                    job.clone(),
+                    http.clone(),
+                    state.clone(),
                     activity.clone(),
                     metrics.clone(),
                     token,

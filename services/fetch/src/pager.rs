@@ -1,48 +1,53 @@
 //! Paging one job, on the instance that holds its fetch lease.
 //!
 //! For each page: wait until fewer than `max_inflight_batches` of the job's
-//! batches are unfinished (the reducer's `batches_done`, watched in KV), read
-//! the page, append `fetched` to the job's ledger, publish the batch, then
-//! checkpoint the cursor. Every publish carries a de-duplication id, so
-//! repeating a page after a crash adds nothing.
+//! batches are unfinished (the reducer's `batches_done`, from the job state
+//! the supervisor hands the pager as it changes), read the page, append
+//! `fetched` to the job's ledger, publish the batch, then checkpoint the
+//! cursor ([`next_checkpoint`]). Every publish carries a de-duplication id,
+//! so repeating a page after a crash adds nothing.
 
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::kv::Operation;
 use chrono::Utc;
-use futures::FutureExt;
 use jetflow_protocol::{
     codec, headers,
     job::{FetchCheckpoint, JobSpec, JobState},
-    messages::{BatchMessage, EventKind, JobEvent, LedgerEntry, TaskQueue},
+    messages::{BatchMessage, EventKind, Item, JobEvent, LedgerEntry, TaskQueue},
     retry::retry_delay,
 };
 use jetflow_runtime::{
-    nats::watch::{KvChange, KvWatch},
     ownership::lease::Work,
-    process::activity::Activity,
-    process::metrics::Metrics,
-    process::trace,
+    process::{activity::Activity, metrics::Metrics, trace},
     Bus, Error, Result, ResultExt,
 };
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::source::{Page, Source, SourceError};
+use crate::{
+    checkpoint::next_checkpoint,
+    source::{Page, Source, SourceError},
+};
 
 /// Attempts at a page while the source is unavailable before the job fails.
 const SOURCE_ATTEMPTS: u32 = 8;
 
-/// Pages `job` until its source is exhausted, it fails, or `stop` is cancelled.
+/// Pages the job of `state` (its state as the supervisor sees it change)
+/// until its source is exhausted, it fails, or `stop` is cancelled. An
+/// `http` source requests its pages through `http`.
 pub async fn page_job(
     bus: Bus,
-    job: String,
+    http: reqwest::Client,
+    state: watch::Receiver<JobState>,
     activity: Arc<Activity>,
     metrics: Metrics,
     stop: CancellationToken,
 ) -> Work {
+    let job = state.borrow().id.clone();
     let _paging = activity.job(&job);
-    match Pager::open(&bus, &job, activity.clone(), metrics).await {
+    match Pager::open(&bus, http, state, activity.clone(), metrics).await {
         Ok(Some(mut pager)) => match pager.run(&stop).await {
             Ok(work) => work,
             Err(Error::Shutdown) => Work::Interrupted,
@@ -62,6 +67,8 @@ pub async fn page_job(
 struct Pager {
     bus: Bus,
     metrics: Metrics,
+    /// The job's state, kept current by the supervisor.
+    state: watch::Receiver<JobState>,
     /// The job's root span, to which each page's span belongs.
     traceparent: Option<String>,
     activity: Arc<Activity>,
@@ -76,40 +83,29 @@ impl Pager {
     /// Loads the job's spec and checkpoint; `None` if the job cannot be paged.
     async fn open(
         bus: &Bus,
-        job: &str,
+        http: reqwest::Client,
+        state: watch::Receiver<JobState>,
         activity: Arc<Activity>,
         metrics: Metrics,
     ) -> Result<Option<Pager>> {
-        let Some(raw) = bus.kv.specs.get(job).await.ctx("reading job spec")? else {
+        let (job, traceparent) = {
+            let state = state.borrow();
+            (state.id.clone(), state.traceparent.clone())
+        };
+        let Some(raw) = bus.kv.specs.get(&job).await.ctx("reading job spec")? else {
             tracing::error!(job, "job has state but no spec; cannot fetch it");
             return Ok(None);
         };
         let spec: JobSpec = codec::decode_as(codec::Format::Json, &raw)?;
-        let (checkpoint, checkpoint_revision) = match bus
-            .kv
-            .checkpoints
-            .entry(job)
-            .await
-            .ctx("reading checkpoint")?
-        {
-            Some(entry) if entry.operation == Operation::Put => (
-                codec::decode_as(codec::Format::Json, &entry.value)?,
-                entry.revision,
-            ),
-            _ => (FetchCheckpoint::default(), 0),
-        };
-        let http = reqwest::Client::new();
-        let source = Source::new(&spec.source, job, http, bus.client.clone());
-        let traceparent = match bus.kv.jobs.get(job).await.ctx("reading job state")? {
-            Some(raw) => codec::decode_as::<JobState>(codec::Format::Json, &raw)?.traceparent,
-            None => None,
-        };
+        let (checkpoint, checkpoint_revision) = read_checkpoint(bus, &job).await?;
+        let source = Source::new(&spec.source, &job, http, bus.client.clone());
         Ok(Some(Pager {
             bus: bus.clone(),
             metrics,
+            state,
             traceparent,
             activity,
-            job: job.to_string(),
+            job,
             spec,
             source,
             checkpoint,
@@ -126,7 +122,7 @@ impl Pager {
             self.start().await?;
         }
         let settings = self.spec.settings();
-        let mut progress = ReducerProgress::watch(&self.bus, &self.job).await?;
+        let mut progress = ReducerProgress::new(self.state.clone());
         loop {
             let published = self.checkpoint.batches;
             match progress
@@ -211,45 +207,39 @@ impl Pager {
         }
     }
 
-    /// Publishes one page as the next batch and checkpoints; true when the
-    /// source is exhausted.
+    /// Publishes one page as the next batch (unless it is empty) and
+    /// checkpoints; true when the source is exhausted.
     async fn publish_page(&mut self, page: Page) -> Result<bool> {
-        let mut next = self.checkpoint.clone();
-        // A source that answers an empty page but a cursor that does not move
-        // would loop forever: treat it as the end.
-        let stuck = page.items.is_empty() && page.next_cursor == self.checkpoint.cursor;
-        if !page.items.is_empty() {
-            let batch = next.batches + 1;
-            let size = page.items.len() as u64;
-            let fetched = LedgerEntry::Fetched {
-                batch,
-                size,
-                at: Utc::now(),
-            };
-            self.bus
-                .append_fact(&self.job, &fetched)
-                .await?
-                .await
-                .ctx("recording fetched batch")?;
-            self.publish_batch(batch, page.items).await?;
-            next.batches = batch;
-            next.fetched += size;
-            self.activity.count("pages_fetched", 1);
-            self.activity.count("items_fetched", size);
-            self.metrics.fetched(&self.spec.kind, size);
-            tracing::info!(job = %self.job, batch, size, cursor = ?self.checkpoint.cursor, "batch fetched");
+        let next = next_checkpoint(&self.checkpoint, &page);
+        if next.batches > self.checkpoint.batches {
+            self.record_batch(next.batches, page.items).await?;
         }
-        next.done = page.next_cursor.is_none() || stuck;
-        next.cursor = page.next_cursor;
         self.save_checkpoint(next).await?;
         Ok(self.checkpoint.done)
     }
 
-    async fn publish_batch(
-        &self,
-        batch: u64,
-        items: Vec<jetflow_protocol::messages::Item>,
-    ) -> Result<()> {
+    /// Appends `fetched` to the job's ledger, then publishes the batch.
+    async fn record_batch(&self, batch: u64, items: Vec<Item>) -> Result<()> {
+        let size = items.len() as u64;
+        let fetched = LedgerEntry::Fetched {
+            batch,
+            size,
+            at: Utc::now(),
+        };
+        self.bus
+            .append_fact(&self.job, &fetched)
+            .await?
+            .await
+            .ctx("recording fetched batch")?;
+        self.publish_batch(batch, items).await?;
+        self.activity.count("pages_fetched", 1);
+        self.activity.count("items_fetched", size);
+        self.metrics.fetched(&self.spec.kind, size);
+        tracing::info!(job = %self.job, batch, size, cursor = ?self.checkpoint.cursor, "batch fetched");
+        Ok(())
+    }
+
+    async fn publish_batch(&self, batch: u64, items: Vec<Item>) -> Result<()> {
         let message = BatchMessage {
             job: self.job.clone(),
             batch,
@@ -334,28 +324,43 @@ impl Pager {
     }
 }
 
+/// The job's checkpoint and its revision; the default at revision 0 before
+/// the first page.
+async fn read_checkpoint(bus: &Bus, job: &str) -> Result<(FetchCheckpoint, u64)> {
+    match bus
+        .kv
+        .checkpoints
+        .entry(job)
+        .await
+        .ctx("reading checkpoint")?
+    {
+        Some(entry) if entry.operation == Operation::Put => Ok((
+            codec::decode_as(codec::Format::Json, &entry.value)?,
+            entry.revision,
+        )),
+        _ => Ok((FetchCheckpoint::default(), 0)),
+    }
+}
+
 /// Whether fetch may publish another batch.
 enum Gate {
     Open,
     JobEnded,
 }
 
-/// The reducer's progress on one job, from a watch on its state.
+/// The reducer's progress on one job, from the job's state as the
+/// supervisor hands it on.
 struct ReducerProgress {
-    watch: KvWatch,
+    state: watch::Receiver<JobState>,
     batches_done: u64,
 }
 
 impl ReducerProgress {
-    async fn watch(bus: &Bus, job: &str) -> Result<Self> {
-        let mut progress = Self {
-            watch: KvWatch::new(&bus.js, &bus.kv.jobs, job),
+    fn new(state: watch::Receiver<JobState>) -> Self {
+        Self {
+            state,
             batches_done: 0,
-        };
-        // The job's state exists before fetch starts: this is its current value.
-        let current = progress.watch.next().await;
-        progress.take(current)?;
-        Ok(progress)
+        }
     }
 
     /// Waits until fewer than `max_inflight` of the `published` batches are
@@ -366,35 +371,38 @@ impl ReducerProgress {
         max_inflight: u64,
         stop: &CancellationToken,
     ) -> Result<Gate> {
-        // Take in what the reducer wrote meanwhile without waiting, so the
-        // watch never backs up while fetch runs ahead freely.
-        while let Some(change) = self.watch.next().now_or_never() {
-            if let Gate::JobEnded = self.take(change)? {
-                return Ok(Gate::JobEnded);
-            }
+        // A job that stops fetching (cancelled, failed, removed) reaches the
+        // pager as `stop`, not as a state: the supervisor hands on only the
+        // states of jobs still fetching. A lost lease cancels `stop` too.
+        if stop.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        // Take in what the reducer wrote meanwhile without waiting: the
+        // channel holds only the latest state, however far fetch ran ahead.
+        if let Gate::JobEnded = self.take_latest() {
+            return Ok(Gate::JobEnded);
         }
         while published.saturating_sub(self.batches_done) >= max_inflight {
-            let change = tokio::select! {
+            tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Err(Error::Shutdown),
-                change = self.watch.next() => change,
-            };
-            if let Gate::JobEnded = self.take(change)? {
+                // The supervisor dropped its end: it is shutting down.
+                changed = self.state.changed() => changed.map_err(|_| Error::Shutdown)?,
+            }
+            if let Gate::JobEnded = self.take_latest() {
                 return Ok(Gate::JobEnded);
             }
         }
         Ok(Gate::Open)
     }
 
-    fn take(&mut self, change: Result<KvChange>) -> Result<Gate> {
-        let Some(value) = change?.value else {
-            return Ok(Gate::JobEnded);
-        };
-        let state: JobState = codec::decode_as(codec::Format::Json, &value)?;
+    /// Reads the latest state, marking it seen.
+    fn take_latest(&mut self) -> Gate {
+        let state = self.state.borrow_and_update();
         if !state.status.is_active() {
-            return Ok(Gate::JobEnded);
+            return Gate::JobEnded;
         }
         self.batches_done = state.batches_done;
-        Ok(Gate::Open)
+        Gate::Open
     }
 }

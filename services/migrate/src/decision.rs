@@ -41,8 +41,9 @@ pub fn decide(result: Result<Value, HandlerError>, attempt: u32, settings: &Sett
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use jetflow_protocol::job::Preset;
+
+    use super::*;
 
     fn settings(max_retries: u32) -> Settings {
         Settings {

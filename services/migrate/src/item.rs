@@ -19,9 +19,9 @@ use serde_json::Value;
 
 use crate::{
     breaker::Admission,
+    context::{Ack, JobContext},
     decision::{decide, Decision},
-    handler::{self, Call, HandlerError, Trail},
-    worker::{Ack, JobContext},
+    handler::{self, steps::StepContext, Call, HandlerError, Trail},
 };
 
 /// Decides and does what one delivery of a task calls for.
@@ -66,8 +66,9 @@ async fn read_task(
     Ok(None)
 }
 
-/// Whether the item must not be called: it has an outcome (invariant 4) —
-/// unless this is a replay and that outcome is a failure.
+/// Whether the item must not be called: it has an outcome
+/// (docs/design.md, invariant 4) — unless this is a replay and that
+/// outcome is a failure.
 ///
 /// Only a task that may have run before can find an outcome: a redelivery,
 /// a task held back and published again, one batch published again, or a
@@ -132,13 +133,7 @@ async fn run_item(
     let duration_ms = started.elapsed().as_millis() as u64;
     ctx.metrics
         .call(&ctx.target, started.elapsed().as_secs_f64());
-    // A chain of steps keeps a breaker per step target instead.
-    if !matches!(ctx.spec.handler, HandlerSpec::Steps { .. }) {
-        match &result {
-            Err(HandlerError::Transient(_)) => ctx.breakers.failed(&ctx.target, Instant::now()),
-            Ok(_) | Err(HandlerError::Permanent(_)) => ctx.breakers.succeeded(&ctx.target),
-        }
-    }
+    feed_breaker(ctx, &result);
     let (status, error, output) = match decide(result, attempt, &ctx.settings) {
         Decision::Retry { delay, error } => {
             ctx.activity.count("items_retried", 1);
@@ -171,13 +166,29 @@ async fn run_item(
         finished_at: Utc::now(),
     };
     publish_result(ctx, result, delivery.replay.as_deref()).await?;
+    count_finished(ctx, status);
+    Ok(Ack::Done)
+}
+
+/// Tells the target's breaker how the call went. A chain of steps keeps a
+/// breaker per step target instead.
+fn feed_breaker(ctx: &JobContext, result: &std::result::Result<Value, HandlerError>) {
+    if !matches!(ctx.spec.handler, HandlerSpec::Steps { .. }) {
+        match result {
+            Err(HandlerError::Transient(_)) => ctx.breakers.failed(&ctx.target, Instant::now()),
+            Ok(_) | Err(HandlerError::Permanent(_)) => ctx.breakers.succeeded(&ctx.target),
+        }
+    }
+}
+
+/// Counts an item whose outcome is stored, in the activity report and the metrics.
+fn count_finished(ctx: &JobContext, status: ItemStatus) {
     let (counter, status) = match status {
         ItemStatus::Succeeded => ("items_succeeded", "succeeded"),
         ItemStatus::Failed => ("items_failed", "failed"),
     };
     ctx.activity.count(counter, 1);
     ctx.metrics.item(&ctx.spec.kind, status);
-    Ok(Ack::Done)
 }
 
 /// What the server and the headers say about one delivery of a task.
@@ -196,6 +207,7 @@ struct Delivery {
 }
 
 impl Delivery {
+    /// Reads the delivery of `msg` from its metadata and headers.
     fn of(msg: &Message) -> Result<Self> {
         let info = msg.info().map_err(|e| {
             Error::nats("reading task metadata", ErrorKind::Transient, e.to_string())
@@ -250,6 +262,7 @@ async fn publish_result(ctx: &JobContext, result: ItemResult, replay: Option<&st
     Ok(())
 }
 
+/// Calls the job's handler for the task's item.
 async fn call(
     ctx: &JobContext,
     task: &TaskMessage,
@@ -266,7 +279,15 @@ async fn call(
     let result = match &ctx.spec.handler {
         HandlerSpec::Http(spec) => handler::http::call(&ctx.http, spec, &call).await,
         HandlerSpec::Nats(spec) => handler::nats::call(&ctx.bus.client, spec, &call).await,
-        HandlerSpec::Steps { steps } => return handler::steps::run(ctx, steps, call).await,
+        HandlerSpec::Steps { steps } => {
+            let through = StepContext {
+                http: &ctx.http,
+                nats: &ctx.bus.client,
+                breakers: &ctx.breakers,
+                settings: &ctx.settings,
+            };
+            return handler::steps::run(through, steps, call).await;
+        }
         // Never pulled by migrate: external workers take these tasks.
         HandlerSpec::External(_) => Err(HandlerError::Permanent(
             "external jobs are worked by external workers, not migrate".into(),
@@ -325,6 +346,8 @@ async fn with_progress<T>(
     }
 }
 
+/// Copies the task's message to the DLQ with `error`; its id (from the
+/// message's stream sequence) makes a repeat store it once.
 async fn dead_letter(
     ctx: &JobContext,
     msg: &Message,

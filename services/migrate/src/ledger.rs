@@ -1,13 +1,14 @@
 //! Item results onto the job's ledger, grouped.
 //!
-//! Every item's result must be stored before its task is acked (invariant
-//! 2), but storing each one as its own ledger message made a stored write,
-//! a delivery and a decode per item on the ledger alone. Instead each job
-//! has one writer: items hand it their results and wait; it stores, as one
-//! `items` entry, whatever has gathered while its previous groups were
-//! being stored, then tells each item that its result is durable. When the
-//! job is quiet a group is one result and costs no extra wait; when it is
-//! busy groups grow by themselves — group commit, with no timer to tune.
+//! Every item's result must be stored before its task is acked
+//! (docs/design.md, invariant 2), but storing each one as its own ledger
+//! message made a stored write, a delivery and a decode per item on the
+//! ledger alone. Instead each job has one writer: items hand it their
+//! results and wait; it stores, as one `items` entry, whatever has gathered
+//! while its previous groups were being stored, then tells each item that
+//! its result is durable. When the job is quiet a group is one result and
+//! costs no extra wait; when it is busy groups grow by themselves — group
+//! commit, with no timer to tune.
 //!
 //! A group carries no de-duplication id. A result stored twice (a task
 //! redelivered after a crash between store and ack) is told apart by the
@@ -154,9 +155,9 @@ async fn store(bus: &Bus, job: &str, payload: Bytes) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use jetflow_protocol::{job::ItemStatus, messages::LedgerEntry};
+
     use super::*;
-    use jetflow_protocol::job::ItemStatus;
-    use jetflow_protocol::messages::LedgerEntry;
 
     fn result(id: &str) -> ItemResult {
         ItemResult {

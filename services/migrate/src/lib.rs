@@ -1,19 +1,24 @@
 //! The migrate stage: runs each item's handler.
 //!
-//! - [`worker`] — for every active job, a pull loop on the job's own task
+//! - `worker` — for every active job, a pull loop on the job's own task
 //!   consumer (whose `max_ack_pending` is the job's concurrency, enforced by
 //!   the server across all instances), one task per item in flight.
+//! - `context` — what a job's worker and its item tasks share, and the one
+//!   acknowledgement a task gets.
 //! - `item` — one task: may it run, run it, settle it.
-//! - [`handler`] — the handler kinds (`http`).
-//! - [`decision`] — succeeded, failed for good, or retried after a backoff
+//! - [`handler`] — the handler kinds (`http`, `nats`, `steps`).
+//! - `decision` — succeeded, failed for good, or retried after a backoff
 //!   delay — retries are JetStream redeliveries, so a crash loses none.
+//! - `breaker` — a circuit breaker per target.
+//! - `ledger` — item results onto the job's ledger, grouped.
 
-pub mod breaker;
-pub mod decision;
+mod breaker;
+mod context;
+mod decision;
 pub mod handler;
 mod item;
 mod ledger;
-pub mod worker;
+mod worker;
 
 use std::{sync::Arc, time::Instant};
 
@@ -26,10 +31,13 @@ use jetflow_runtime::{
     ownership::supervisor, process::activity::Activity, process::metrics, process::micro, Bus,
     Error, NatsArgs, Result, ServiceArgs,
 };
-
-use crate::breaker::{BreakerConfig, Breakers};
-use tokio::sync::Semaphore;
+use tokio::{sync::Semaphore, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+
+use crate::{
+    breaker::{BreakerConfig, Breakers},
+    context::JobContext,
+};
 
 /// Settings of the migrate service.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,30 +84,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     .await?;
     let http = handler::http::client()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
-    if config.breaker_threshold == 0 || config.breaker_cooldown.get().is_zero() {
-        return Err(Error::Config(
-            "--breaker-threshold and --breaker-cooldown: must be above zero".into(),
-        ));
-    }
+    let breakers = Arc::new(breakers(&config)?);
     let slots = Arc::new(Semaphore::new(config.max_inflight));
-    let breakers = Arc::new(Breakers::new(BreakerConfig {
-        threshold: config.breaker_threshold,
-        cooldown: config.breaker_cooldown.get(),
-        ..BreakerConfig::default()
-    }));
     let instance = jetflow_runtime::instance_id();
-    let janitor = tokio::spawn(jetflow_runtime::ops::janitor::run(
-        bus.clone(),
-        bus.names.tasks_stream(),
-        bus.names.task_subject("*"),
-        Stage::Migrate,
-        shutdown.clone(),
-    ));
+    let janitor = spawn_janitor(&bus, &shutdown);
     let activity = Activity::new(Stage::Migrate, &instance, bus.names.namespace());
-    let details: micro::Details = {
-        let breakers = breakers.clone();
-        Arc::new(move || serde_json::json!({ "breakers": breakers.statuses(Instant::now()) }))
-    };
+    let details = breaker_details(&breakers);
     let service = micro::spawn(&bus, &activity, Some(details), &shutdown);
     let metrics = metrics::serve(
         config.service.metrics.metrics_addr,
@@ -107,14 +97,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         &shutdown,
     )
     .await?;
-    let consumers = tokio::spawn(metrics::watch_consumers(
-        bus.clone(),
-        metrics.clone(),
-        Stage::Migrate,
-        bus.names.tasks_stream(),
-        |name| name.starts_with("task_"),
-        shutdown.clone(),
-    ));
+    let consumers = spawn_consumer_metrics(&bus, &metrics, &shutdown);
     let breaker_gauge = tokio::spawn(breaker::export(
         breakers.clone(),
         metrics.clone(),
@@ -125,14 +108,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         max_inflight = config.max_inflight,
         "migrate ready"
     );
-
-    // A stopping job's worker stops pulling; its items in flight finish.
-    // External jobs' tasks are for external workers.
-    let wants = |state: &JobState| {
-        state.status.is_active() && !matches!(state.spec.handler, HandlerSpec::External(_))
-    };
     supervisor::per_job(&bus, &shutdown, wants, |states, stop| {
-        let context = worker::JobContext::new(
+        let context = JobContext::new(
             bus.clone(),
             http.clone(),
             slots.clone(),
@@ -146,4 +123,59 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     .await;
     let _ = tokio::join!(janitor, service, consumers, breaker_gauge);
     Ok(())
+}
+
+/// Starts sweeping the task stream of tasks for jobs that do not exist.
+fn spawn_janitor(bus: &Bus, shutdown: &CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(jetflow_runtime::ops::janitor::run(
+        bus.clone(),
+        bus.names.tasks_stream(),
+        bus.names.task_subject("*"),
+        Stage::Migrate,
+        shutdown.clone(),
+    ))
+}
+
+/// Starts keeping the job task consumers' pending and ack-pending gauges
+/// up to date.
+fn spawn_consumer_metrics(
+    bus: &Bus,
+    metrics: &metrics::Metrics,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(metrics::watch_consumers(
+        bus.clone(),
+        metrics.clone(),
+        Stage::Migrate,
+        bus.names.tasks_stream(),
+        |name| name.starts_with("task_"),
+        shutdown.clone(),
+    ))
+}
+
+/// The circuit breakers `config` asks for, once its breaker settings are valid.
+fn breakers(config: &Config) -> Result<Breakers> {
+    if config.breaker_threshold == 0 || config.breaker_cooldown.get().is_zero() {
+        return Err(Error::Config(
+            "--breaker-threshold and --breaker-cooldown: must be above zero".into(),
+        ));
+    }
+    Ok(Breakers::new(BreakerConfig {
+        threshold: config.breaker_threshold,
+        cooldown: config.breaker_cooldown.get(),
+        ..BreakerConfig::default()
+    }))
+}
+
+/// What this instance adds to its status reports: every target's breaker.
+fn breaker_details(breakers: &Arc<Breakers>) -> micro::Details {
+    let breakers = breakers.clone();
+    Arc::new(move || serde_json::json!({ "breakers": breakers.statuses(Instant::now()) }))
+}
+
+/// Whether this instance works on the job: an active job's, until it stops
+/// (a stopping job's worker stops pulling; its items in flight finish).
+/// External jobs' tasks are for external workers.
+fn wants(state: &JobState) -> bool {
+    state.status.is_active() && !matches!(state.spec.handler, HandlerSpec::External(_))
 }

@@ -7,86 +7,27 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::{consumer::pull, AckKind, Message};
 use futures::{FutureExt, StreamExt};
-use jetflow_protocol::job::{ConfigChange, HandlerSpec, JobSpec, JobState, Settings};
-use jetflow_runtime::{
-    nats::task_queue, process::activity::Activity, process::metrics::Metrics, process::trace, Bus,
-    Error, ErrorKind, Result, ResultExt,
-};
-use tokio::sync::{watch, Semaphore};
+use jetflow_protocol::job::{ConfigChange, JobSpec, JobState};
+use jetflow_runtime::{nats::task_queue, process::trace, Error, ErrorKind, Result, ResultExt};
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
-    breaker::{http_target, Breakers},
+    context::{Ack, JobContext},
     item,
-    ledger::LedgerWriter,
 };
-
-/// What a job's worker needs, shared by its item tasks.
-#[derive(Clone)]
-pub struct JobContext {
-    pub(crate) bus: Bus,
-    pub(crate) http: reqwest::Client,
-    pub(crate) slots: Arc<Semaphore>,
-    pub(crate) breakers: Arc<Breakers>,
-    pub(crate) activity: Arc<Activity>,
-    pub(crate) metrics: Metrics,
-    /// The breaker key of the job's handler.
-    pub(crate) target: String,
-    pub(crate) job: String,
-    pub(crate) spec: Arc<JobSpec>,
-    pub(crate) settings: Settings,
-    /// Where the job's item results are stored, grouped.
-    pub(crate) ledger: LedgerWriter,
-}
-
-impl JobContext {
-    /// The context of `state`'s job; `slots` caps this instance's items in flight.
-    pub fn new(
-        bus: Bus,
-        http: reqwest::Client,
-        slots: Arc<Semaphore>,
-        breakers: Arc<Breakers>,
-        activity: Arc<Activity>,
-        metrics: Metrics,
-        state: &JobState,
-    ) -> Self {
-        let target = match &state.spec.handler {
-            HandlerSpec::Http(http) => http_target(&http.url),
-            HandlerSpec::Nats(nats) => format!("nats:{}", nats.subject),
-            other => other.type_name().to_string(),
-        };
-        Self {
-            ledger: LedgerWriter::start(bus.clone(), state.id.clone()),
-            bus,
-            http,
-            slots,
-            breakers,
-            activity,
-            metrics,
-            target,
-            job: state.id.clone(),
-            settings: state.spec.settings(),
-            spec: Arc::new(state.spec.clone()),
-        }
-    }
-
-    /// The same context with the live settings of `spec`.
-    fn reconfigured(&self, spec: &JobSpec) -> Self {
-        Self {
-            settings: spec.settings(),
-            spec: Arc::new(spec.clone()),
-            ..self.clone()
-        }
-    }
-}
 
 /// Works on the job's tasks until `stop` (job ended or shutdown); lets
 /// items in flight finish. A change of the job's live settings in `states`
 /// applies to the items started after it.
-pub async fn run(ctx: JobContext, mut states: watch::Receiver<JobState>, stop: CancellationToken) {
+pub(crate) async fn run(
+    ctx: JobContext,
+    mut states: watch::Receiver<JobState>,
+    stop: CancellationToken,
+) {
     // Shared, not cloned, by the item tasks: a context holds the bus with all
     // its buckets, and copying that per item showed up in profiles.
     let mut ctx = Arc::new(ctx);
@@ -137,17 +78,7 @@ async fn consume(
     stop: &CancellationToken,
     in_flight: &TaskTracker,
 ) -> Result<Option<JobSpec>> {
-    let consumer = task_queue::open(&ctx.bus, &ctx.job).await?;
-    let ack_wait = consumer.cached_info().config.ack_wait;
-    let batch = (ctx.settings.concurrency as usize).clamp(1, 256);
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(batch)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .ctx("pulling tasks")?;
+    let (mut messages, ack_wait) = pull_tasks(ctx).await?;
     loop {
         let next = tokio::select! {
             biased;
@@ -165,33 +96,11 @@ async fn consume(
         };
         match next {
             Some(Ok(msg)) => {
-                let permit = tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => {
-                        give_back(&msg).await;
-                        hand_back(&mut messages).await;
-                        return Ok(None);
-                    }
-                    permit = ctx.slots.clone().acquire_owned() => permit,
+                let Some(permit) = slot_for(ctx, &msg, &mut messages, stop).await else {
+                    return Ok(None);
                 };
-                let Ok(permit) = permit else { return Ok(None) };
-                let (task_ctx, task_stop) = (ctx.clone(), stop.clone());
-                in_flight.spawn(async move {
-                    if task_stop.is_cancelled() {
-                        give_back(&msg).await;
-                    } else {
-                        handle(&task_ctx, msg, ack_wait).await;
-                    }
-                    drop(permit);
-                });
-                // While the target's breaker is open, stop pulling: what is
-                // pulled now would only be held back again.
-                if let Some(wait) = ctx.breakers.blocked_for(&ctx.target, Instant::now()) {
-                    tokio::select! {
-                        _ = stop.cancelled() => {}
-                        _ = tokio::time::sleep(wait.min(ack_wait / 3)) => {}
-                    }
-                }
+                spawn_item(ctx, msg, permit, stop, in_flight, ack_wait);
+                pause_while_breaker_open(ctx, stop, ack_wait).await;
             }
             Some(Err(err)) => tracing::debug!(job = %ctx.job, error = %err, "error pulling tasks"),
             None => {
@@ -205,37 +114,94 @@ async fn consume(
     }
 }
 
+/// Opens the job's task consumer and starts pulling, in batches of the
+/// job's concurrency; also returns the consumer's `ack_wait`.
+async fn pull_tasks(ctx: &JobContext) -> Result<(pull::Stream, Duration)> {
+    let consumer = task_queue::open(&ctx.bus, &ctx.job).await?;
+    let ack_wait = consumer.cached_info().config.ack_wait;
+    let batch = (ctx.settings.concurrency as usize).clamp(1, 256);
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .ctx("pulling tasks")?;
+    Ok((messages, ack_wait))
+}
+
+/// Waits for one of this instance's slots for `msg`; `None` if the slots
+/// are closed, or if `stop` comes first (after handing back `msg` and the
+/// rest of what was pulled).
+async fn slot_for(
+    ctx: &JobContext,
+    msg: &Message,
+    messages: &mut pull::Stream,
+    stop: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    let permit = tokio::select! {
+        biased;
+        _ = stop.cancelled() => {
+            give_back(msg).await;
+            hand_back(messages).await;
+            return None;
+        }
+        permit = ctx.slots.clone().acquire_owned() => permit,
+    };
+    permit.ok()
+}
+
+/// Runs `msg` on a task of its own that holds `permit` until the task is
+/// acknowledged; one that only starts after `stop` is handed back instead.
+fn spawn_item(
+    ctx: &Arc<JobContext>,
+    msg: Message,
+    permit: OwnedSemaphorePermit,
+    stop: &CancellationToken,
+    in_flight: &TaskTracker,
+    ack_wait: Duration,
+) {
+    let (task_ctx, task_stop) = (ctx.clone(), stop.clone());
+    in_flight.spawn(async move {
+        if task_stop.is_cancelled() {
+            give_back(&msg).await;
+        } else {
+            handle(&task_ctx, msg, ack_wait).await;
+        }
+        drop(permit);
+    });
+}
+
+/// While the target's breaker is open, waits before pulling more (at most
+/// a third of `ack_wait`, or until `stop`): what is pulled now would only
+/// be held back again.
+async fn pause_while_breaker_open(ctx: &JobContext, stop: &CancellationToken, ack_wait: Duration) {
+    if let Some(wait) = ctx.breakers.blocked_for(&ctx.target, Instant::now()) {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(wait.min(ack_wait / 3)) => {}
+        }
+    }
+}
+
 /// Tasks already received but not started go back at once (rather than
 /// after `ack_wait`), so a stopping job drains quickly and a shutting-down
 /// instance's tasks go to another.
-async fn hand_back<S>(messages: &mut S)
-where
-    S: futures::Stream<
-            Item = std::result::Result<
-                Message,
-                async_nats::jetstream::consumer::pull::MessagesError,
-            >,
-        > + Unpin,
-{
+async fn hand_back(messages: &mut pull::Stream) {
     while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
         give_back(&msg).await;
     }
 }
 
+/// Hands one task back at once, for this or another instance to run.
 async fn give_back(msg: &Message) {
     if let Err(err) = msg.ack_with(AckKind::Nak(None)).await {
         tracing::debug!(error = %err, "cannot hand a task back");
     }
 }
 
-/// The one acknowledgement a task gets.
-pub(crate) enum Ack {
-    /// Ack: the task is done with (ran, held back, or dead-lettered).
-    Done,
-    /// Nak with this delay: try again later.
-    Retry(Duration),
-}
-
+/// Processes one task and gives it its one acknowledgement.
 async fn handle(ctx: &JobContext, msg: Message, ack_wait: Duration) {
     // Debug level: with no trace exporter nobody wants a span per item.
     let span = tracing::debug_span!("item", job = %ctx.job, item = tracing::field::Empty);

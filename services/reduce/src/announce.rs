@@ -1,5 +1,6 @@
 //! Telling the world what a fold changed: batch records (KV), batch and
-//! job lifecycle events, and the seeds' log lines.
+//! job lifecycle events, and the log lines an operator follows a job by
+//! (docs/observability.md).
 //!
 //! These run *before* the job state is checkpointed. They are derived
 //! deterministically from the ledger, so a reducer that folds the same
@@ -54,8 +55,8 @@ pub async fn batches(bus: &Bus, state: &JobState, effects: &Effects) -> Result<(
     });
     try_join_all(events).await?;
     for (batch, open) in &effects.finished_batches {
-        // The seeds' line: "Batch 1 completed: 48/50 successful, 2 failed.
-        // Total: 50 agents (48 successful, 2 failed)".
+        // One line per finished batch with the job's running total, so a
+        // job can be followed in the logs alone (docs/observability.md).
         tracing::info!(
             job = %state.id,
             batch,

@@ -2,22 +2,28 @@
 //!
 //! - [`reducer`] — per job, on the one instance holding its lease, reads the
 //!   job's ledger in order from the checkpoint and folds it.
-//! - [`outcomes`] — item outcome records, created once and recognisable.
-//! - [`fold`] — the pure fold from ledger entries to job state.
+//! - [`facts`] — ledger entries as facts to fold, and how each counts.
+//! - [`outcomes`] — item outcome records, created once and recognisable:
+//!   they decide how each fact counts.
+//! - [`fold`] — the pure fold from facts to job state.
 //! - [`announce`] — batch records, events and log lines derived from a fold.
 //! - [`stopping`] — cancel, timeout and failure policies: drain, then end.
 //! - [`retention`] — removing jobs that finished long ago.
+//! - [`job_metrics`] — tallies, ends and batches in flight, as metrics.
 //!
 //! Why no crash can make it count an item twice or lose one:
 //! docs/exactly-once.md.
 
 pub mod announce;
+pub mod facts;
 pub mod fold;
 pub mod job_metrics;
 pub mod outcomes;
 pub mod reducer;
 pub mod retention;
 pub mod stopping;
+
+use std::sync::Arc;
 
 use jetflow_protocol::{duration::HumanDuration, job::JobState, Stage};
 use jetflow_runtime::{
@@ -67,6 +73,36 @@ impl std::str::FromStr for Retention {
     }
 }
 
+/// Reduces every job that has not ended, each on whichever instance holds
+/// its reduce lease, until `shutdown`.
+async fn reduce_jobs(
+    bus: &Bus,
+    instance: &str,
+    activity: &Arc<Activity>,
+    job_metrics: &job_metrics::JobMetrics,
+    shutdown: &CancellationToken,
+) {
+    let wants = |state: &JobState| !state.status.is_terminal();
+    supervisor::per_job(bus, shutdown, wants, |state, stop| {
+        let job = state.borrow().id.clone();
+        let (bus, owner) = (bus.clone(), instance.to_string());
+        let (activity, job_metrics) = (activity.clone(), job_metrics.clone());
+        async move {
+            lease::contend_for_job(&bus, Stage::Reduce, &job, &owner, stop, |token| {
+                let (bus, job, activity) = (bus.clone(), job.clone(), activity.clone());
+                let job_metrics = job_metrics.clone();
+                async move {
+                    // Listed only while this instance holds the job's lease.
+                    let _owning = activity.job(&job);
+                    reducer::reduce_job(bus, job, job_metrics, token).await
+                }
+            })
+            .await
+        }
+    })
+    .await;
+}
+
 /// Runs the reduce stage until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let bus = Bus::connect(
@@ -107,25 +143,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         Stage::Reduce,
         shutdown.clone(),
     ));
-    let wants = |state: &JobState| !state.status.is_terminal();
-    supervisor::per_job(&bus, &shutdown, wants, |state, stop| {
-        let job = state.borrow().id.clone();
-        let (bus, owner) = (bus.clone(), instance.clone());
-        let (activity, job_metrics) = (activity.clone(), job_metrics.clone());
-        async move {
-            lease::contend_for_job(&bus, Stage::Reduce, &job, &owner, stop, |token| {
-                let (bus, job, activity) = (bus.clone(), job.clone(), activity.clone());
-                let job_metrics = job_metrics.clone();
-                async move {
-                    // Listed only while this instance holds the job's lease.
-                    let _owning = activity.job(&job);
-                    reducer::reduce_job(bus, job, job_metrics, token).await
-                }
-            })
-            .await
-        }
-    })
-    .await;
+    reduce_jobs(&bus, &instance, &activity, &job_metrics, &shutdown).await;
     let _ = tokio::join!(janitor, service);
     if let Some(retention) = retention {
         let _ = retention.await;

@@ -11,28 +11,13 @@ use async_nats::jetstream::kv::{CreateErrorKind, Operation};
 use futures::future::join_all;
 use jetflow_protocol::{
     codec,
-    job::ItemOutcome,
-    job::ItemStatus,
+    job::{ItemOutcome, ItemStatus},
     messages::{ItemResult, LedgerEntry},
     names::Names,
 };
 use jetflow_runtime::{Bus, Result, ResultExt};
 
-use crate::fold::Fact;
-
-/// How a ledger entry counts toward the tally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Count {
-    /// Not at all: not an item result, or a duplicate.
-    No,
-    /// The item's first outcome.
-    New,
-    /// A replay's outcome replacing an earlier one of status `from`.
-    Correction {
-        /// The replaced outcome's status.
-        from: ItemStatus,
-    },
-}
+use crate::facts::{Count, Fact};
 
 /// For each entry, how it counts: an item result counts exactly when this
 /// entry created (or, for a replay, replaced) its item's outcome record —

@@ -8,7 +8,10 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
-    consumer::{pull::OrderedConfig, DeliverPolicy},
+    consumer::{
+        pull::{Ordered, OrderedConfig},
+        DeliverPolicy,
+    },
     kv::Operation,
     Message,
 };
@@ -22,7 +25,13 @@ use jetflow_runtime::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{announce, fold, job_metrics::JobMetrics, outcomes, stopping};
+use crate::{
+    announce,
+    facts::{self, Count, Fact},
+    fold,
+    job_metrics::JobMetrics,
+    outcomes, stopping,
+};
 
 /// Most ledger messages folded per checkpoint...
 const MAX_CHUNK: usize = 1000;
@@ -107,27 +116,7 @@ impl Reducer {
     }
 
     async fn run(&mut self, stop: &CancellationToken) -> Result<Work> {
-        let stream = self
-            .bus
-            .js
-            .get_stream(self.bus.names.results_stream())
-            .await
-            .ctx("opening the results stream")?;
-        let deliver_policy = match self.state.folded_seq {
-            0 => DeliverPolicy::All,
-            seq => DeliverPolicy::ByStartSequence {
-                start_sequence: seq + 1,
-            },
-        };
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: self.bus.names.result_subject(&self.job),
-                deliver_policy,
-                ..Default::default()
-            })
-            .await
-            .ctx("reading the job's ledger")?;
-        let mut ledger = consumer.messages().await.ctx("reading the job's ledger")?;
+        let mut ledger = self.open_ledger().await?;
         let mut tick = tokio::time::interval(TICK);
         let mut last_fold = tokio::time::Instant::now() - FOLD_EVERY;
         loop {
@@ -167,6 +156,31 @@ impl Reducer {
         }
     }
 
+    /// The job's ledger, in order, from just after the checkpoint.
+    async fn open_ledger(&self) -> Result<Ordered> {
+        let stream = self
+            .bus
+            .js
+            .get_stream(self.bus.names.results_stream())
+            .await
+            .ctx("opening the results stream")?;
+        let deliver_policy = match self.state.folded_seq {
+            0 => DeliverPolicy::All,
+            seq => DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            },
+        };
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: self.bus.names.result_subject(&self.job),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .ctx("reading the job's ledger")?;
+        consumer.messages().await.ctx("reading the job's ledger")
+    }
+
     /// `first` and whatever else of the ledger has already arrived, up to
     /// the chunk limits.
     fn chunk<S, E>(&self, first: std::result::Result<Message, E>, ledger: &mut S) -> Vec<Message>
@@ -194,8 +208,29 @@ impl Reducer {
 
     /// Folds one run of ledger messages and checkpoints; true if the job ended.
     async fn fold(&mut self, messages: Vec<Message>) -> Result<bool> {
+        let entries = self.read_entries(&messages).await?;
+        if entries.is_empty() {
+            return Ok(false);
+        }
+        let facts = facts::flatten(entries);
+        let counts = outcomes::record(&self.bus, &self.job, &facts).await?;
+        let (next, effects) = fold_facts(&self.state, &facts, counts);
+        announce::batches(&self.bus, &next, &effects).await?;
+        self.steer_tasks(&next, &effects).await?;
+        self.checkpoint(next).await?;
+        if effects.ended.is_some() {
+            self.finish().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The entries of `messages` the checkpoint does not cover, by stream
+    /// sequence. One too large or unreadable is dead-lettered and kept as
+    /// `None`, so that its sequence is still checkpointed.
+    async fn read_entries(&self, messages: &[Message]) -> Result<Vec<(u64, Option<LedgerEntry>)>> {
         let mut entries = Vec::with_capacity(messages.len());
-        for msg in &messages {
+        for msg in messages {
             let seq = msg.info().map(|i| i.stream_sequence).map_err(|e| {
                 Error::nats(
                     "reading ledger metadata",
@@ -221,24 +256,12 @@ impl Reducer {
                 }
             }
         }
-        if entries.is_empty() {
-            return Ok(false);
-        }
-        let facts = fold::flatten(entries);
-        let counts = outcomes::record(&self.bus, &self.job, &facts).await?;
-        let mut next = self.state.clone();
-        let mut effects = fold::Effects::default();
-        for (fact, count) in facts.iter().zip(counts) {
-            fold::apply(
-                &mut next,
-                fact.seq,
-                fact.entry.as_ref(),
-                count,
-                &mut effects,
-            );
-        }
-        fold::settle(&mut next, Utc::now(), &mut effects);
-        announce::batches(&self.bus, &next, &effects).await?;
+        Ok(entries)
+    }
+
+    /// Makes the job's task consumer follow the fold: paused once the job
+    /// stops, reconfigured when its live settings change.
+    async fn steer_tasks(&self, next: &JobState, effects: &fold::Effects) -> Result<()> {
         if effects.stopping {
             // Before the state says `cancelling`: whoever sees that can rely
             // on no new task of the job being handed out.
@@ -251,12 +274,7 @@ impl Reducer {
             let s = next.spec.settings();
             tracing::info!(job = %self.job, concurrency = s.concurrency, max_retries = s.max_retries, handler_timeout = ?next.spec.handler_timeout(), "live settings changed");
         }
-        self.checkpoint(next).await?;
-        if effects.ended.is_some() {
-            self.finish().await?;
-            return Ok(true);
-        }
-        Ok(false)
+        Ok(())
     }
 
     /// Appends `drained` or `timed_out` to the ledger when due; the fold
@@ -347,4 +365,21 @@ impl Reducer {
             .dead_letter_message(Stage::Reduce, Some(&self.job), reason, msg)
             .await
     }
+}
+
+/// `state` with `facts` folded in, counted as `counts` says, and settled.
+fn fold_facts(state: &JobState, facts: &[Fact], counts: Vec<Count>) -> (JobState, fold::Effects) {
+    let mut next = state.clone();
+    let mut effects = fold::Effects::default();
+    for (fact, count) in facts.iter().zip(counts) {
+        fold::apply(
+            &mut next,
+            fact.seq,
+            fact.entry.as_ref(),
+            count,
+            &mut effects,
+        );
+    }
+    fold::settle(&mut next, Utc::now(), &mut effects);
+    (next, effects)
 }

@@ -29,9 +29,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
-use serde::{de::DeserializeOwned, Serialize};
-use serde_json::{json, Value};
-
 use jetflow_protocol::{
     duration::HumanDuration,
     headers,
@@ -49,6 +46,8 @@ use jetflow_protocol::{
     status::{JobWork, StatusReport, Work},
     Names, Stage,
 };
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
 // The document

@@ -23,13 +23,12 @@
 use std::future::Future;
 
 use futures::StreamExt;
-use serde_json::Value;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
-
 use jetflow_protocol::{
     codec,
     messages::{HandlerReply, HandlerRequest},
 };
+use serde_json::Value;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// The queue group handler workers join (any name works; workers of other
 /// languages in the examples use this one too).

@@ -12,7 +12,7 @@ use jetflow_protocol::{
 };
 use serde_json::json;
 
-/// Acceptance 5: measured from the outside by watching batches being
+/// docs/design.md, invariant 3: measured from the outside by watching batches being
 /// published and `batch_done` events — both subjects on one subscription,
 /// so they arrive in the order the server routed them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,4 +1,4 @@
-//! Invariants 1, 2 and 4 under fire: every service runs as two processes and
+//! docs/design.md, invariants 1, 2 and 4, under fire: every service runs as two processes and
 //! a killer SIGKILLs a random one every 0.3-1.5 s (the first three within a
 //! second of the start), restarting it, until the job ends. The tally must
 //! still be exact. The pace is set by how fast the pipeline is: at one kill

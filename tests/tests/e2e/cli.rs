@@ -152,7 +152,7 @@ async fn submit_names_the_bad_field_and_sends_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Acceptance 7's demo, smaller: `jetflow dev --demo` with its own nats-server.
+/// `make demo`, smaller: `jetflow dev --demo` with its own nats-server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_to_an_exact_tally() -> anyhow::Result<()> {
     let out = jetflow(&["dev", "--demo", "--agents", "2000"], jobs::JOB_DEADLINE).await?;

@@ -1,4 +1,4 @@
-//! Logs at three levels, as the seeds show them: job lifecycle and one line
+//! Logs at three levels (docs/observability.md): job lifecycle and one line
 //! per finished batch at info, one per item only at debug; text for people,
 //! JSON (`--log-format json`) for machines.
 

@@ -11,7 +11,7 @@ use jetflow_protocol::{
 };
 use serde_json::json;
 
-/// Acceptance 1: 1,000 agents, 5% transient and ~1% permanent failures.
+/// docs/design.md, invariants 1 and 2: 1,000 agents, 5% transient and ~1% permanent failures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_agents_with_failures_end_partial_with_an_exact_tally() -> anyhow::Result<()> {
     let env = TestEnv::start("pipeline").await?;
@@ -90,7 +90,7 @@ async fn a_thousand_agents_with_failures_end_partial_with_an_exact_tally() -> an
     Ok(())
 }
 
-/// Acceptance 2: an `ids` subset and an `items` job with data.
+/// Inline sources: an `ids` subset and an `items` job with data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ids_and_items_jobs_complete_with_exact_tallies() -> anyhow::Result<()> {
     let env = TestEnv::start("inline").await?;
@@ -144,7 +144,7 @@ async fn ids_and_items_jobs_complete_with_exact_tallies() -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Acceptance 3: submitted as plain JSON, no headers; state read back as JSON.
+/// The `nats` CLI's way: submitted as plain JSON, no headers; state read back as JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plain_json_job_is_readable_as_json_from_kv() -> anyhow::Result<()> {
     let env = TestEnv::start("plain").await?;

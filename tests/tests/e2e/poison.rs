@@ -1,4 +1,4 @@
-//! Invariant 5: bad input never stops the pipeline. Malformed, oversized and
+//! docs/design.md, invariant 5: bad input never stops the pipeline. Malformed, oversized and
 //! unknown-job messages on every stage's subject go to the DLQ with their
 //! reason, while a valid job beside them completes exactly.
 

@@ -5,7 +5,8 @@ use jetflow_e2e::{jobs, ServiceProcesses, TestEnv};
 use jetflow_protocol::job::JobStatus;
 use serde_json::json;
 
-/// Acceptance 6.
+/// The four services as their own processes (as deployed), one job, an
+/// exact tally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_services_as_separate_processes_run_a_job_exactly() -> anyhow::Result<()> {
     let env = TestEnv::bare("procs").await?;

@@ -6,7 +6,7 @@ use jetflow_e2e::{jobs, TestEnv};
 use jetflow_protocol::{job::JobStatus, Stage};
 use serde_json::json;
 
-/// Acceptance 4.
+/// docs/design.md, invariant 5: a bad job is rejected naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invalid_jobs_are_rejected_with_the_field_and_the_next_job_completes() -> anyhow::Result<()>
 {

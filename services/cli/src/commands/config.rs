@@ -54,61 +54,69 @@ pub enum ConfigCommand {
     },
 }
 
+/// Runs `config get` or `config set`.
 pub async fn run(args: ConfigArgs) -> anyhow::Result<u8> {
     match args.command {
-        ConfigCommand::Get { job, json, nats } => {
-            let bus = connect::existing(&nats).await?;
-            let state = job_state::load(&bus, &job).await?;
-            let live = ConfigChange::current(&state.spec);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&live)?);
-            } else {
-                print!("{}", table(&live));
-            }
-            Ok(exit::OK)
-        }
+        ConfigCommand::Get { job, json, nats } => get(&nats, &job, json).await,
         ConfigCommand::Set {
             job,
             settings,
             no_wait,
             nats,
-        } => {
-            let change = ConfigChange::from_pairs(settings.iter().map(String::as_str))
-                .and_then(|c| c.validate().map(|()| c))
-                .map_err(|r| anyhow::anyhow!("{r}"))?;
-            let bus = connect::existing(&nats).await?;
-            let before = job_state::load(&bus, &job).await?;
-            if !before.status.is_active() {
-                bail!(
-                    "job {job} is {}: live settings apply to running jobs",
-                    before.status
-                );
-            }
-            bus.js
-                .publish_with_headers(
-                    bus.names.config_subject(&job),
-                    codec::headers_for(codec::Format::Json),
-                    codec::to_json(&change),
-                )
-                .await
-                .context("publishing the settings change")?
-                .await
-                .context("storing the settings change")?;
-            if no_wait {
-                eprintln!("settings change requested for {job}");
-                return Ok(exit::OK);
-            }
-            let after = wait_applied(&bus, &job, &change).await?;
-            let (old, new) = (
-                ConfigChange::current(&before.spec),
-                ConfigChange::current(&after.spec),
-            );
-            for (name, old, new) in compare(&old, &new) {
-                println!("{job}: {name} {old} -> {new}");
-            }
-            Ok(exit::OK)
-        }
+        } => set(&nats, &job, &settings, no_wait).await,
     }
+}
+
+/// `config get`: the job's live settings.
+async fn get(nats: &NatsArgs, job: &str, json: bool) -> anyhow::Result<u8> {
+    let bus = connect::existing(nats).await?;
+    let state = job_state::load(&bus, job).await?;
+    let live = ConfigChange::current(&state.spec);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&live)?);
+    } else {
+        print!("{}", table(&live));
+    }
+    Ok(exit::OK)
+}
+
+/// `config set`: requests the change and, unless `no_wait`, prints each
+/// setting it changed once the job carries it.
+async fn set(nats: &NatsArgs, job: &str, settings: &[String], no_wait: bool) -> anyhow::Result<u8> {
+    let change = ConfigChange::from_pairs(settings.iter().map(String::as_str))
+        .and_then(|c| c.validate().map(|()| c))
+        .map_err(|r| anyhow::anyhow!("{r}"))?;
+    let bus = connect::existing(nats).await?;
+    let before = job_state::load(&bus, job).await?;
+    if !before.status.is_active() {
+        bail!(
+            "job {job} is {}: live settings apply to running jobs",
+            before.status
+        );
+    }
+    bus.js
+        .publish_with_headers(
+            bus.names.config_subject(job),
+            codec::headers_for(codec::Format::Json),
+            codec::to_json(&change),
+        )
+        .await
+        .context("publishing the settings change")?
+        .await
+        .context("storing the settings change")?;
+    if no_wait {
+        eprintln!("settings change requested for {job}");
+        return Ok(exit::OK);
+    }
+    let after = wait_applied(&bus, job, &change).await?;
+    let (old, new) = (
+        ConfigChange::current(&before.spec),
+        ConfigChange::current(&after.spec),
+    );
+    for (name, old, new) in compare(&old, &new) {
+        println!("{job}: {name} {old} -> {new}");
+    }
+    Ok(exit::OK)
 }
 
 /// Polls the job's state until it carries `change` (or the job ended).

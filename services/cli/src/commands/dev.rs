@@ -6,7 +6,10 @@
 
 use anyhow::Context as _;
 use jetflow_devkit::{MockAgents, MockAgentsConfig, NatsServer};
-use jetflow_protocol::{job::JobStatus, Stage};
+use jetflow_protocol::{
+    job::{JobState, JobStatus},
+    Stage,
+};
 use jetflow_runtime::NatsArgs;
 use serde_json::json;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -137,21 +140,7 @@ async fn demo(nats: &NatsArgs, args: &DevArgs, shutdown: &CancellationToken) -> 
         _ = shutdown.cancelled() => return Ok(exit::CANCELLED),
     };
     submit::print_final(&state, false);
-    let seen = mock.stats();
-    println!(
-        "mock API: {} distinct agents migrated, {} calls, {} idempotent replays",
-        seen.migrated, seen.calls, seen.idempotent_replays
-    );
-    let exact = state.succeeded == seen.migrated
-        && state.succeeded + state.failed == args.agents as u64
-        && state.failed == mock.permanent_failures().len() as u64;
-    if exact {
-        println!(
-            "tally checks out: {} succeeded + {} failed = {} agents, and the API saw exactly {} migrations",
-            state.succeeded, state.failed, args.agents, seen.migrated
-        );
-    } else {
-        println!("TALLY MISMATCH: the job's counts and the mock's do not agree");
+    if !tally_checks_out(&state, &mock, args.agents) {
         return Ok(exit::FAILED);
     }
     mock.stop().await;
@@ -159,4 +148,28 @@ async fn demo(nats: &NatsArgs, args: &DevArgs, shutdown: &CancellationToken) -> 
         JobStatus::Completed | JobStatus::Partial => exit::OK,
         other => submit::exit_code(other),
     })
+}
+
+/// Prints what the mock API saw and whether the job's tally agrees with it
+/// exactly (docs/design.md, invariant 1): the job's successes are the
+/// distinct migrations the API saw, and its failures the agents the mock
+/// made incompatible.
+fn tally_checks_out(state: &JobState, mock: &MockAgents, agents: usize) -> bool {
+    let seen = mock.stats();
+    println!(
+        "mock API: {} distinct agents migrated, {} calls, {} idempotent replays",
+        seen.migrated, seen.calls, seen.idempotent_replays
+    );
+    let exact = state.succeeded == seen.migrated
+        && state.succeeded + state.failed == agents as u64
+        && state.failed == mock.permanent_failures().len() as u64;
+    if exact {
+        println!(
+            "tally checks out: {} succeeded + {} failed = {} agents, and the API saw exactly {} migrations",
+            state.succeeded, state.failed, agents, seen.migrated
+        );
+    } else {
+        println!("TALLY MISMATCH: the job's counts and the mock's do not agree");
+    }
+    exact
 }

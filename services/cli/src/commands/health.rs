@@ -8,8 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use jetflow_protocol::Stage;
-use jetflow_runtime::{nats::provision, process::micro, NatsArgs};
+use async_nats::jetstream::Context;
+use futures::StreamExt;
+use jetflow_protocol::{Names, Stage};
+use jetflow_runtime::{
+    nats::provision,
+    process::{activity::StatusReport, micro},
+    NatsArgs,
+};
 use serde::Serialize;
 
 use crate::{connect, exit, render};
@@ -45,6 +51,7 @@ struct Thing {
     detail: String,
 }
 
+/// Runs every check, prints the report, and exits 1 if anything is missing.
 pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
     let (client, js, names) = connect::bare(&args.nats).await?;
     let names = &names;
@@ -54,6 +61,34 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
     client.flush().await?;
     health.nats_rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
 
+    health.streams = check_streams(&js, names).await;
+    health.consumers = check_durable_consumers(&js, names).await;
+    health
+        .consumers
+        .extend(check_task_consumers(&js, names).await);
+    health.buckets = check_buckets(&js, names).await;
+    let reports = micro::gather(&client, names.namespace(), Duration::from_secs(1)).await?;
+    health.instances = check_instances(&reports);
+    health.breakers = check_breakers(&reports);
+
+    health.problems = problems(&health);
+    health.healthy = health.problems.is_empty();
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&health)?);
+    } else {
+        print!("{}", table(&health));
+    }
+    Ok(if health.healthy {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+/// Every stream jetflow provisions: its messages, bytes, consumers and replicas.
+async fn check_streams(js: &Context, names: &Names) -> Vec<Thing> {
+    let mut things = Vec::new();
     for config in provision::stream_configs(names, 1) {
         let thing = match js.get_stream(&config.name).await {
             Ok(mut stream) => match stream.info().await {
@@ -72,31 +107,43 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
             },
             Err(err) => missing(&config.name, err),
         };
-        health.streams.push(thing);
+        things.push(thing);
     }
+    things
+}
+
+/// The stages' durable consumers, each with its lag and work in hand.
+async fn check_durable_consumers(js: &Context, names: &Names) -> Vec<Thing> {
     let durable = [
         (names.jobs_stream(), names.fetch_consumer()),
         (names.jobs_stream(), names.cancel_consumer()),
         (names.jobs_stream(), names.config_consumer()),
         (names.batches_stream(), names.batch_consumer()),
     ];
+    let mut things = Vec::new();
     for (stream, consumer) in durable {
-        health
-            .consumers
-            .push(consumer_health(&js, &stream, &consumer).await);
+        things.push(consumer_health(js, &stream, &consumer).await);
     }
-    // Every job's task consumer: lag is the job's items not yet handed out.
+    things
+}
+
+/// Every job's task consumer: lag is the job's items not yet handed out.
+async fn check_task_consumers(js: &Context, names: &Names) -> Vec<Thing> {
+    let mut things = Vec::new();
     if let Ok(stream) = js.get_stream(names.tasks_stream()).await {
-        use futures::StreamExt;
         let mut consumers = stream.consumers();
         while let Some(Ok(info)) = consumers.next().await {
             if info.name.starts_with("task_") {
-                health
-                    .consumers
-                    .push(consumer_thing(&names.tasks_stream(), &info));
+                things.push(consumer_thing(&names.tasks_stream(), &info));
             }
         }
     }
+    things
+}
+
+/// Every bucket jetflow provisions, with how many values it holds.
+async fn check_buckets(js: &Context, names: &Names) -> Vec<Thing> {
+    let mut things = Vec::new();
     for config in provision::bucket_configs(names, 1) {
         let thing = match js.get_key_value(&config.bucket).await {
             Ok(store) => match store.status().await {
@@ -109,22 +156,33 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
             },
             Err(err) => missing(&config.bucket, err),
         };
-        health.buckets.push(thing);
+        things.push(thing);
     }
+    things
+}
 
-    let reports = micro::gather(&client, names.namespace(), Duration::from_secs(1)).await?;
-    for stage in Stage::ALL {
-        let count = reports.iter().filter(|r| r.stage == stage.as_str()).count();
-        health.instances.push(Thing {
-            name: stage.to_string(),
-            ok: count > 0,
-            detail: format!("{count} instance(s)"),
-        });
-    }
-    for report in &reports {
+/// How many instances of each stage answered; none is a failure.
+fn check_instances(reports: &[StatusReport]) -> Vec<Thing> {
+    Stage::ALL
+        .into_iter()
+        .map(|stage| {
+            let count = reports.iter().filter(|r| r.stage == stage.as_str()).count();
+            Thing {
+                name: stage.to_string(),
+                ok: count > 0,
+                detail: format!("{count} instance(s)"),
+            }
+        })
+        .collect()
+}
+
+/// Every circuit breaker the instances report; one not closed is not ok.
+fn check_breakers(reports: &[StatusReport]) -> Vec<Thing> {
+    let mut things = Vec::new();
+    for report in reports {
         for breaker in report.details["breakers"].as_array().into_iter().flatten() {
             let state = breaker["state"].as_str().unwrap_or("?");
-            health.breakers.push(Thing {
+            things.push(Thing {
                 name: format!(
                     "{} ({})",
                     breaker["target"].as_str().unwrap_or("?"),
@@ -135,7 +193,12 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
             });
         }
     }
+    things
+}
 
+/// One line per failed stream, consumer, bucket or stage (an open breaker
+/// is shown but is no problem).
+fn problems(health: &Health) -> Vec<String> {
     let groups = [
         ("stream", &health.streams),
         ("consumer", &health.consumers),
@@ -148,19 +211,7 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
             problems.push(format!("{kind} {}: {}", thing.name, thing.detail));
         }
     }
-    health.healthy = problems.is_empty();
-    health.problems = problems;
-
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&health)?);
-    } else {
-        print!("{}", table(&health));
-    }
-    Ok(if health.healthy {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    problems
 }
 
 fn missing(name: &str, err: impl std::fmt::Display) -> Thing {
@@ -171,11 +222,7 @@ fn missing(name: &str, err: impl std::fmt::Display) -> Thing {
     }
 }
 
-async fn consumer_health(
-    js: &async_nats::jetstream::Context,
-    stream: &str,
-    consumer: &str,
-) -> Thing {
+async fn consumer_health(js: &Context, stream: &str, consumer: &str) -> Thing {
     let info = async {
         let stream = js.get_stream(stream).await?;
         let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream

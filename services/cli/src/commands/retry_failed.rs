@@ -9,14 +9,16 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context as _};
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use futures::StreamExt;
 use jetflow_protocol::{
     codec,
-    job::{InlineItem, ItemId, ItemOutcome, ItemStatus, SourceSpec},
+    job::{InlineItem, ItemId, ItemOutcome, ItemStatus, JobSpec, JobState, SourceSpec},
     messages::TaskMessage,
     Stage,
 };
-use jetflow_runtime::{nats::scan::KvScan, NatsArgs};
+use jetflow_runtime::{nats::scan::KvScan, Bus, NatsArgs};
+use serde_json::Value;
 
 use crate::{
     commands::submit::{self, exit_code, print_final, Verdict},
@@ -38,6 +40,7 @@ pub struct RetryFailedArgs {
     pub nats: NatsArgs,
 }
 
+/// Submits a job over the failed items of `args.job`, and follows it with `--wait`.
 pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
     let bus = connect::provisioned(&args.nats).await?;
     let old = job_state::load(&bus, &args.job).await?;
@@ -49,16 +52,7 @@ pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
         );
     }
 
-    // Failed items, in the order their records were written.
-    let mut failed: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    let mut scan = KvScan::start(&bus.js, &bus.kv.items, &format!("{}.>", old.id)).await?;
-    while let Some(change) = scan.next().await? {
-        let Some(raw) = change.value else { continue };
-        let outcome: ItemOutcome = codec::decode_as(codec::Format::Json, &raw)?;
-        if outcome.status == ItemStatus::Failed {
-            failed.insert(outcome.item, serde_json::Value::Null);
-        }
-    }
+    let mut failed = failed_items(&bus, &old.id).await?;
     if failed.is_empty() {
         eprintln!("job {} has no failed items", old.id);
         return Ok(exit::OK);
@@ -70,20 +64,7 @@ pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
         None => free_id(&bus, &old.id).await?,
     };
     let count = failed.len();
-    let mut spec = old.spec.clone();
-    spec.id = Some(id.clone());
-    spec.source = SourceSpec::Items {
-        items: failed
-            .into_iter()
-            .map(|(id, data)| InlineItem {
-                id: ItemId::Text(id),
-                data,
-                priority: None,
-            })
-            .collect(),
-    };
-    spec.labels.insert("retry_of".into(), old.id.clone());
-    let body = serde_json::to_value(&spec)?;
+    let body = serde_json::to_value(retry_spec(&old, &id, failed))?;
     let size = body.to_string().len();
     let max = bus.client.server_info().max_payload;
     if size > max {
@@ -111,14 +92,46 @@ pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
     Ok(exit_code(state.status))
 }
 
+/// The ids of `job`'s failed items, from its outcome records, each with no
+/// data yet.
+async fn failed_items(bus: &Bus, job: &str) -> anyhow::Result<BTreeMap<String, Value>> {
+    let mut failed = BTreeMap::new();
+    let mut scan = KvScan::start(&bus.js, &bus.kv.items, &format!("{job}.>")).await?;
+    while let Some(change) = scan.next().await? {
+        let Some(raw) = change.value else { continue };
+        let outcome: ItemOutcome = codec::decode_as(codec::Format::Json, &raw)?;
+        if outcome.status == ItemStatus::Failed {
+            failed.insert(outcome.item, Value::Null);
+        }
+    }
+    Ok(failed)
+}
+
+/// `old`'s spec as job `id` over the `failed` items, labelled `retry_of`.
+fn retry_spec(old: &JobState, id: &str, failed: BTreeMap<String, Value>) -> JobSpec {
+    let mut spec = old.spec.clone();
+    spec.id = Some(id.to_string());
+    spec.source = SourceSpec::Items {
+        items: failed
+            .into_iter()
+            .map(|(id, data)| InlineItem {
+                id: ItemId::Text(id),
+                data,
+                priority: None,
+            })
+            .collect(),
+    };
+    spec.labels.insert("retry_of".into(), old.id.clone());
+    spec
+}
+
 /// Fills in each failed item's data from its dead-lettered task; returns
 /// how many were found there.
 async fn fill_data_from_dlq(
-    bus: &jetflow_runtime::Bus,
+    bus: &Bus,
     job: &str,
-    failed: &mut BTreeMap<String, serde_json::Value>,
+    failed: &mut BTreeMap<String, Value>,
 ) -> anyhow::Result<usize> {
-    use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
     let stream = bus.js.get_stream(bus.names.dlq_stream()).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
@@ -151,7 +164,7 @@ async fn fill_data_from_dlq(
 }
 
 /// `<job>-retry-<n>` for the first n with no job of that id.
-async fn free_id(bus: &jetflow_runtime::Bus, job: &str) -> anyhow::Result<String> {
+async fn free_id(bus: &Bus, job: &str) -> anyhow::Result<String> {
     let mut n = 1;
     loop {
         let id = format!("{job}-retry-{n}");

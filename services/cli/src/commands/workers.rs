@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use jetflow_protocol::{duration::HumanDuration, Stage};
 use jetflow_runtime::{process::activity::StatusReport, process::micro, NatsArgs};
 
@@ -50,11 +50,6 @@ pub async fn run(args: WorkersArgs) -> anyhow::Result<u8> {
 /// One line per instance, then what each has in flight.
 pub fn table(reports: &[StatusReport]) -> String {
     let now = Utc::now();
-    let ago = |t: chrono::DateTime<Utc>| {
-        render::duration(Duration::from_millis(
-            (now - t).num_milliseconds().max(0) as u64
-        ))
-    };
     let mut rows = vec![[
         "STAGE".to_string(),
         "INSTANCE".into(),
@@ -65,46 +60,8 @@ pub fn table(reports: &[StatusReport]) -> String {
     ]];
     let mut details = Vec::new();
     for r in reports {
-        let jobs: Vec<String> = r.jobs.iter().map(|j| j.job.clone()).collect();
-        let counters: Vec<String> = r.counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        rows.push([
-            r.stage.clone(),
-            r.instance.clone(),
-            ago(r.started_at),
-            if jobs.is_empty() {
-                "-".into()
-            } else {
-                jobs.join(",")
-            },
-            r.in_flight_count.to_string(),
-            counters.join(" "),
-        ]);
-        for work in &r.in_flight {
-            details.push(format!(
-                "  {} {}: {} {} for {}",
-                r.stage,
-                r.instance,
-                work.job,
-                work.what,
-                ago(work.since)
-            ));
-        }
-        if r.in_flight_count > r.in_flight.len() {
-            details.push(format!(
-                "  {} {}: … and {} more",
-                r.stage,
-                r.instance,
-                r.in_flight_count - r.in_flight.len()
-            ));
-        }
-        for breaker in r.details["breakers"].as_array().into_iter().flatten() {
-            if breaker["state"] != "closed" {
-                details.push(format!(
-                    "  {} {}: breaker {} {}",
-                    r.stage, r.instance, breaker["target"], breaker["state"]
-                ));
-            }
-        }
+        rows.push(row(r, now));
+        details.extend(in_flight_lines(r, now));
     }
     let mut out = render::columns(&rows);
     if !details.is_empty() {
@@ -115,4 +72,62 @@ pub fn table(reports: &[StatusReport]) -> String {
         }
     }
     out
+}
+
+/// How long before `now` `t` was, for people.
+fn ago(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    render::duration(Duration::from_millis(
+        (now - t).num_milliseconds().max(0) as u64
+    ))
+}
+
+/// The instance's row: stage, instance, up for, jobs, in flight, counters.
+fn row(r: &StatusReport, now: DateTime<Utc>) -> [String; 6] {
+    let jobs: Vec<String> = r.jobs.iter().map(|j| j.job.clone()).collect();
+    let counters: Vec<String> = r.counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    [
+        r.stage.clone(),
+        r.instance.clone(),
+        ago(now, r.started_at),
+        if jobs.is_empty() {
+            "-".into()
+        } else {
+            jobs.join(",")
+        },
+        r.in_flight_count.to_string(),
+        counters.join(" "),
+    ]
+}
+
+/// The instance's work in flight, how much more it did not list, and its
+/// breakers that are not closed.
+fn in_flight_lines(r: &StatusReport, now: DateTime<Utc>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for work in &r.in_flight {
+        lines.push(format!(
+            "  {} {}: {} {} for {}",
+            r.stage,
+            r.instance,
+            work.job,
+            work.what,
+            ago(now, work.since)
+        ));
+    }
+    if r.in_flight_count > r.in_flight.len() {
+        lines.push(format!(
+            "  {} {}: … and {} more",
+            r.stage,
+            r.instance,
+            r.in_flight_count - r.in_flight.len()
+        ));
+    }
+    for breaker in r.details["breakers"].as_array().into_iter().flatten() {
+        if breaker["state"] != "closed" {
+            lines.push(format!(
+                "  {} {}: breaker {} {}",
+                r.stage, r.instance, breaker["target"], breaker["state"]
+            ));
+        }
+    }
+    lines
 }

@@ -1,11 +1,11 @@
-//! The job that migrates this mock's agents: SPEC.md's example, pointed here.
+//! The job that migrates this mock's agents: the README's example, pointed here.
 
 use serde_json::{json, Value};
 
 use super::MockAgents;
 
 impl MockAgents {
-    /// SPEC.md's example job against this mock (`organizationId=org-123`,
+    /// The README's example job against this mock (`organizationId=org-123`,
     /// `POST /agents/{id}/migrate` with an idempotency key), with the fields
     /// of `batch` merged over its batch settings.
     pub fn migration_job(&self, id: &str, batch: Value) -> Value {

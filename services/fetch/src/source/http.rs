@@ -1,4 +1,4 @@
-//! An HTTP source paged with a cursor, exactly as SPEC.md's example:
+//! An HTTP source paged with a cursor, as in docs/protocol.md's example job:
 //! `GET url?<query>&<limit_param>=N[&<cursor_param>=C]` answering
 //! `{"<items_field>": [...], "<next_cursor_field>": "..." | null}`.
 
@@ -7,12 +7,24 @@ use jetflow_protocol::{
     messages::Item,
     text::{error_chain, quote},
 };
+use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Page, SourceError};
 
 /// Longest part of an error body we quote.
 const BODY_QUOTE: usize = 300;
+
+/// The client every `http` source of the process pages through, so pages
+/// reuse pooled connections. Redirects are not followed, as migrate's
+/// handler client does not follow them: the job names the url it is to
+/// read, and a 3xx fails the job naming where it pointed. Timeouts are the
+/// source's own (`source.timeout`), set on each request.
+pub fn client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
 
 /// An HTTP source with its client.
 pub struct HttpSource {
@@ -50,25 +62,54 @@ impl HttpSource {
             SourceError::Unavailable(format!("GET {}: {}", spec.url, error_chain(&e)))
         })?;
         let status = response.status();
+        let location = status
+            .is_redirection()
+            .then(|| response.headers().get(reqwest::header::LOCATION))
+            .flatten()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         let body = response
             .text()
             .await
             .map_err(|e| SourceError::Unavailable(format!("reading page: {e}")))?;
         if !status.is_success() {
-            let text = format!("HTTP {status}: {}", quote(&body, BODY_QUOTE));
-            let transient = status.is_server_error()
-                || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-                || status == reqwest::StatusCode::REQUEST_TIMEOUT;
-            return Err(if transient {
-                SourceError::Unavailable(text)
-            } else {
-                SourceError::Refused(format!(
-                    "source refused the page request (batch.fetch_size={limit}, source.url={}): {text}",
-                    spec.url
-                ))
-            });
+            return Err(answer_error(
+                spec,
+                limit,
+                status,
+                location.as_deref(),
+                &body,
+            ));
         }
         parse_page(spec, &body)
+    }
+}
+
+/// Why an answer with `status` (not a success) gives no page: 408, 429 and
+/// 5xx are the source unavailable for now; anything else, a redirect to
+/// `location` included, is a refusal naming the request's settings.
+pub fn answer_error(
+    spec: &job::HttpSource,
+    limit: u32,
+    status: StatusCode,
+    location: Option<&str>,
+    body: &str,
+) -> SourceError {
+    let text = match location {
+        Some(location) => {
+            format!("HTTP {status}: redirects are not followed; source.url points to {location:?}")
+        }
+        None => format!("HTTP {status}: {}", quote(body, BODY_QUOTE)),
+    };
+    let transient = status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT;
+    if transient {
+        SourceError::Unavailable(text)
+    } else {
+        SourceError::Refused(format!(
+            "source refused the page request (batch.fetch_size={limit}, source.url={}): {text}",
+            spec.url
+        ))
     }
 }
 
@@ -147,6 +188,62 @@ mod tests {
         assert_eq!(page.next_cursor.as_deref(), Some("a1"));
         let last = parse_page(&spec(), r#"{"agents": [], "nextCursor": null}"#).unwrap();
         assert_eq!(last.next_cursor, None);
+    }
+
+    #[test]
+    fn a_redirect_is_refused_naming_the_status_and_location() {
+        let err = answer_error(
+            &spec(),
+            50,
+            StatusCode::FOUND,
+            Some("http://elsewhere/agents"),
+            "moved",
+        );
+        assert_eq!(
+            err,
+            SourceError::Refused(
+                "source refused the page request (batch.fetch_size=50, source.url=http://x/agents): \
+                 HTTP 302 Found: redirects are not followed; source.url points to \"http://elsewhere/agents\""
+                    .into()
+            )
+        );
+        let err = answer_error(
+            &spec(),
+            50,
+            StatusCode::PERMANENT_REDIRECT,
+            Some("/v2/agents"),
+            "",
+        );
+        assert!(
+            matches!(&err, SourceError::Refused(m) if m.contains("HTTP 308 Permanent Redirect") && m.contains("\"/v2/agents\""))
+        );
+    }
+
+    #[test]
+    fn other_failed_answers_are_refused_or_unavailable_as_before() {
+        let err = answer_error(&spec(), 50, StatusCode::NOT_FOUND, None, "no such org");
+        assert_eq!(
+            err,
+            SourceError::Refused(
+                "source refused the page request (batch.fetch_size=50, source.url=http://x/agents): \
+                 HTTP 404 Not Found: no such org"
+                    .into()
+            )
+        );
+        // A 3xx without a Location cannot point anywhere: quoted like a 4xx.
+        let err = answer_error(&spec(), 50, StatusCode::NOT_MODIFIED, None, "");
+        assert!(matches!(&err, SourceError::Refused(m) if m.contains("HTTP 304 Not Modified")));
+        for status in [
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::REQUEST_TIMEOUT,
+        ] {
+            let err = answer_error(&spec(), 50, status, None, "busy");
+            assert_eq!(
+                err,
+                SourceError::Unavailable(format!("HTTP {status}: busy"))
+            );
+        }
     }
 
     #[test]

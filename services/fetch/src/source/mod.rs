@@ -6,7 +6,10 @@ mod nats;
 
 use jetflow_protocol::{job::SourceSpec, messages::Item};
 
-pub use self::{http::HttpSource, nats::NatsSource};
+pub use self::{
+    http::{client as http_client, HttpSource},
+    nats::NatsSource,
+};
 
 /// One page of items.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +23,7 @@ pub struct Page {
 /// Why a page could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
-    /// The source said no (a 4xx, an answer we cannot read): retrying the
+    /// The source said no (a 4xx, a redirect, an answer we cannot read): retrying the
     /// same request cannot help, so the job fails with this text.
     #[error("{0}")]
     Refused(String),

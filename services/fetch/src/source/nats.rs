@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use async_nats::{client::RequestErrorKind, Request};
+use async_nats::{client::RequestErrorKind, Message, Request};
 use jetflow_protocol::{
     codec,
     messages::{Item, PageReply, PageRequest},
@@ -57,42 +57,44 @@ impl NatsSource {
                 };
                 SourceError::Unavailable(format!("nats source {}: {what}", self.subject))
             })?;
-        let page: PageReply =
-            codec::decode(reply.headers.as_ref(), &reply.payload).map_err(|e| {
-                SourceError::Refused(format!(
-                    "nats source {}: the reply is not a page ({e}): {}",
-                    self.subject,
-                    quote(&String::from_utf8_lossy(&reply.payload), 300)
-                ))
-            })?;
-        if let Some(error) = page.error {
-            return Err(SourceError::Refused(format!(
-                "nats source {}: {error}",
-                self.subject
-            )));
-        }
-        if page.items.len() > limit as usize {
-            return Err(SourceError::Refused(format!(
-                "nats source {}: answered {} items for a limit of {limit}",
-                self.subject,
-                page.items.len()
-            )));
-        }
-        let items = page
-            .items
-            .into_iter()
-            .map(|item| {
-                let item = item.into_item();
-                Item {
-                    id: item.id.as_string(),
-                    data: item.data,
-                    priority: item.priority,
-                }
-            })
-            .collect();
-        Ok(Page {
-            items,
-            next_cursor: page.next_cursor.filter(|c| !c.is_empty()),
-        })
+        read_reply(&self.subject, &reply, limit)
     }
+}
+
+/// The page in `reply` to a request of up to `limit` items on `subject`; a
+/// reply that is no page, an error, or too many items is a refusal.
+fn read_reply(subject: &str, reply: &Message, limit: u32) -> Result<Page, SourceError> {
+    let page: PageReply = codec::decode(reply.headers.as_ref(), &reply.payload).map_err(|e| {
+        SourceError::Refused(format!(
+            "nats source {subject}: the reply is not a page ({e}): {}",
+            quote(&String::from_utf8_lossy(&reply.payload), 300)
+        ))
+    })?;
+    if let Some(error) = page.error {
+        return Err(SourceError::Refused(format!(
+            "nats source {subject}: {error}"
+        )));
+    }
+    if page.items.len() > limit as usize {
+        return Err(SourceError::Refused(format!(
+            "nats source {subject}: answered {} items for a limit of {limit}",
+            page.items.len()
+        )));
+    }
+    let items = page
+        .items
+        .into_iter()
+        .map(|item| {
+            let item = item.into_item();
+            Item {
+                id: item.id.as_string(),
+                data: item.data,
+                priority: item.priority,
+            }
+        })
+        .collect();
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor.filter(|c| !c.is_empty()),
+    })
 }

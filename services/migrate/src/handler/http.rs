@@ -88,16 +88,27 @@ pub async fn call(
     if status.is_success() {
         return Ok(output(&text));
     }
+    Err(failure(status, location, &text, &spec.retry_on))
+}
+
+/// Why a call answered `status` (not a success) with `text` failed, and
+/// whether it is worth retrying.
+fn failure(
+    status: StatusCode,
+    location: Option<String>,
+    text: &str,
+    retry_on: &[u16],
+) -> HandlerError {
     let error = match location {
         Some(location) => format!(
             "HTTP {status}: redirects are not followed; the handler url points to {location:?}"
         ),
-        None => format!("HTTP {status}: {}", quote(&text, MAX_ERROR_BODY)),
+        None => format!("HTTP {status}: {}", quote(text, MAX_ERROR_BODY)),
     };
-    if is_transient(status, &spec.retry_on) {
-        Err(HandlerError::Transient(error))
+    if is_transient(status, retry_on) {
+        HandlerError::Transient(error)
     } else {
-        Err(HandlerError::Permanent(error))
+        HandlerError::Permanent(error)
     }
 }
 
@@ -141,8 +152,9 @@ fn output(text: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde_json::json;
+
+    use super::*;
 
     #[test]
     fn classifies_statuses() {

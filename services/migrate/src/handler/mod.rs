@@ -2,7 +2,7 @@
 
 pub mod http;
 pub mod nats;
-pub mod steps;
+pub(crate) mod steps;
 
 use jetflow_protocol::messages::{Item, StepOutput};
 use serde_json::Value;

@@ -3,7 +3,10 @@
 //! JSON; the reply is `{"ok": true, "output": …}` or `{"ok": false,
 //! "error": …, "retryable": bool}`, in JSON or MessagePack.
 
-use async_nats::{client::RequestErrorKind, HeaderMap, Request};
+use async_nats::{
+    client::{RequestError, RequestErrorKind},
+    HeaderMap, Request,
+};
 use jetflow_protocol::{
     codec, headers,
     job::NatsHandler,
@@ -46,21 +49,7 @@ pub async fn call(
                 .timeout(Some(spec.timeout.get())),
         )
         .await
-        .map_err(|err| match err.kind() {
-            RequestErrorKind::TimedOut => HandlerError::Transient(format!(
-                "nats {}: no reply within {}",
-                spec.subject, spec.timeout
-            )),
-            RequestErrorKind::NoResponders => HandlerError::Transient(format!(
-                "nats {}: no worker serves this subject",
-                spec.subject
-            )),
-            // The item itself cannot be sent: trying again will not help.
-            RequestErrorKind::MaxPayloadExceeded | RequestErrorKind::InvalidSubject => {
-                HandlerError::Permanent(format!("nats {}: {err}", spec.subject))
-            }
-            _ => HandlerError::Transient(format!("nats {}: {err}", spec.subject)),
-        })?;
+        .map_err(|err| request_error(spec, err))?;
     let reply: HandlerReply =
         codec::decode(reply.headers.as_ref(), &reply.payload).map_err(|e| {
             HandlerError::Permanent(format!(
@@ -69,6 +58,30 @@ pub async fn call(
                 quote(&String::from_utf8_lossy(&reply.payload), MAX_QUOTED)
             ))
         })?;
+    outcome(reply)
+}
+
+/// Why a request failed, and whether trying again may help.
+fn request_error(spec: &NatsHandler, err: RequestError) -> HandlerError {
+    match err.kind() {
+        RequestErrorKind::TimedOut => HandlerError::Transient(format!(
+            "nats {}: no reply within {}",
+            spec.subject, spec.timeout
+        )),
+        RequestErrorKind::NoResponders => HandlerError::Transient(format!(
+            "nats {}: no worker serves this subject",
+            spec.subject
+        )),
+        // The item itself cannot be sent: trying again will not help.
+        RequestErrorKind::MaxPayloadExceeded | RequestErrorKind::InvalidSubject => {
+            HandlerError::Permanent(format!("nats {}: {err}", spec.subject))
+        }
+        _ => HandlerError::Transient(format!("nats {}: {err}", spec.subject)),
+    }
+}
+
+/// The item's output from a worker's reply, or the failure it reports.
+fn outcome(reply: HandlerReply) -> Result<Value, HandlerError> {
     match reply {
         HandlerReply {
             ok: true, output, ..

@@ -1,18 +1,24 @@
-//! Jobs: the spec users submit, its validation, and the state jetflow keeps.
+//! Jobs: the spec users submit, its validation, and the state jetflow keeps
+//! (of the job, its batches, each item's outcome, where its tasks wait).
+//! The messages that carry these (`crate::messages`) build on this module,
+//! never the other way round.
 
 pub mod live;
+pub mod outcome;
+pub mod queue;
 pub mod spec;
 pub mod state;
 pub mod validate;
 
 pub use live::ConfigChange;
+pub use outcome::{ItemOutcome, ItemStatus, StepOutput};
+pub use queue::TaskQueue;
 pub use spec::{
     BatchSettings, ExternalHandler, FailurePolicy, HandlerSpec, HttpHandler, HttpSource,
     InlineItem, InlineItemOrId, ItemId, JobSpec, NatsHandler, Preset, Settings, SourceSpec, Step,
     StepCall,
 };
 pub use state::{
-    BatchRecord, BatchStatus, ErrorSample, FetchCheckpoint, ItemOutcome, ItemStatus, JobState,
-    JobStatus, OpenBatch,
+    BatchRecord, BatchStatus, ErrorSample, FetchCheckpoint, JobState, JobStatus, OpenBatch,
 };
 pub use validate::{parse_submission, Invalid, Rejection};

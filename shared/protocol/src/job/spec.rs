@@ -1,4 +1,4 @@
-//! The job a user submits. Field names are the public contract (SPEC.md);
+//! The job a user submits. Field names are the public contract (docs/protocol.md);
 //! unknown fields are allowed and kept, so newer clients can talk to older
 //! services.
 
@@ -373,7 +373,7 @@ pub struct Settings {
     pub max_backoff: std::time::Duration,
 }
 
-/// Named bundles of settings, as the seeds' migration strategies.
+/// Named bundles of settings: migration strategies from careful to fast.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {

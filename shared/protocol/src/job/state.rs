@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::spec::JobSpec;
 
@@ -177,7 +176,7 @@ pub struct JobState {
     pub traceparent: Option<String>,
     /// Where the job's tasks wait (external workers pull from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tasks: Option<crate::messages::TaskQueue>,
+    pub tasks: Option<super::queue::TaskQueue>,
     /// The job as accepted, without inline items (those stay in the specs bucket).
     pub spec: JobSpec,
 }
@@ -285,107 +284,6 @@ pub struct BatchRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// How an item ended.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemStatus {
-    /// The handler succeeded.
-    Succeeded,
-    /// The handler failed for good.
-    Failed,
-}
-
-/// Item outcome, KV `<ns>_items` key `<job>.<item-key>`. Created once; the
-/// `result_seq` tells the reducer which ledger message created it (see
-/// docs/exactly-once.md).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ItemOutcome {
-    /// Job id.
-    pub job: String,
-    /// Item id.
-    pub item: String,
-    /// Batch number.
-    pub batch: u64,
-    /// Outcome.
-    pub status: ItemStatus,
-    /// The last error, for failures.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// What the handler answered, if anything worth keeping.
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub output: Value,
-    /// For a `steps` handler that failed: the step that failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_step: Option<String>,
-    /// For a `steps` handler: each finished step's output, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub messages: Vec<crate::messages::StepOutput>,
-    /// Handler calls made.
-    pub attempts: u32,
-    /// Duration of the last call in milliseconds.
-    pub duration_ms: u64,
-    /// When the item finished.
-    pub finished_at: DateTime<Utc>,
-    /// Stream sequence of the ledger message that created (or, for a
-    /// replay, replaced) this record.
-    pub result_seq: u64,
-    /// Position of the result within that message, for an `items` entry
-    /// that carries several (0 otherwise).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub result_index: u32,
-    /// A replay replaced an earlier outcome of this status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replaced: Option<ItemStatus>,
-}
-
-impl ItemOutcome {
-    /// The outcome record `result` makes for `job`, tagged with where it
-    /// stands on the ledger: entry `seq`, position `index` within it.
-    ///
-    /// Every field of the result is named here, so a field added to
-    /// [`ItemResult`](crate::messages::ItemResult) does not compile until it
-    /// is decided whether the record keeps it.
-    pub fn from_result(
-        job: &str,
-        result: &crate::messages::ItemResult,
-        seq: u64,
-        index: u32,
-    ) -> Self {
-        let crate::messages::ItemResult {
-            batch,
-            id,
-            status,
-            error,
-            output,
-            failed_step,
-            messages,
-            attempts,
-            // The DLQ holds the task; the record says how the item ended.
-            dead_lettered: _,
-            // Recorded as `replaced` when the replay replaces an outcome.
-            replay: _,
-            duration_ms,
-            finished_at,
-        } = result;
-        Self {
-            job: job.to_string(),
-            item: id.clone(),
-            batch: *batch,
-            status: *status,
-            error: error.clone(),
-            output: output.clone(),
-            failed_step: failed_step.clone(),
-            messages: messages.clone(),
-            attempts: *attempts,
-            duration_ms: *duration_ms,
-            finished_at: *finished_at,
-            result_seq: seq,
-            result_index: index,
-            replaced: None,
-        }
-    }
-}
-
 /// Where fetch is in a job's source, KV `<ns>_checkpoints` key `<job>`.
 /// Written after each page is published, so a restarted fetch resumes at
 /// the next page (re-publishing at most the last one, which de-duplicates).
@@ -400,49 +298,4 @@ pub struct FetchCheckpoint {
     pub fetched: u64,
     /// The source is exhausted.
     pub done: bool,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::messages::{ItemResult, StepOutput};
-
-    #[test]
-    fn an_outcome_keeps_what_the_result_says_and_where_it_stands() {
-        let result = ItemResult {
-            batch: 3,
-            id: "agent-1".into(),
-            status: ItemStatus::Failed,
-            error: Some("HTTP 422".into()),
-            output: serde_json::json!({"a": 1}),
-            failed_step: Some("execute".into()),
-            messages: vec![StepOutput {
-                step: "ensure".into(),
-                output: serde_json::json!({"thread": "t-1"}),
-            }],
-            attempts: 2,
-            dead_lettered: true,
-            replay: false,
-            duration_ms: 12,
-            finished_at: Utc::now(),
-        };
-        let outcome = ItemOutcome::from_result("j1", &result, 40, 7);
-        assert_eq!(
-            (outcome.job.as_str(), outcome.item.as_str(), outcome.batch),
-            ("j1", "agent-1", 3)
-        );
-        assert_eq!(outcome.status, ItemStatus::Failed);
-        assert_eq!(outcome.error, result.error);
-        assert_eq!(outcome.output, result.output);
-        assert_eq!(outcome.failed_step, result.failed_step);
-        assert_eq!(outcome.messages, result.messages);
-        assert_eq!((outcome.attempts, outcome.duration_ms), (2, 12));
-        assert_eq!(outcome.finished_at, result.finished_at);
-        assert_eq!((outcome.result_seq, outcome.result_index), (40, 7));
-        assert_eq!(outcome.replaced, None);
-    }
 }

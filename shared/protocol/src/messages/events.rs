@@ -1,7 +1,9 @@
-//! Lifecycle events, and where a job's tasks wait.
+//! Lifecycle events.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::job::TaskQueue;
 
 /// Lifecycle events, on `<ns>.events.<job>.<event>` (JSON).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,34 +71,6 @@ pub struct JobEvent {
     /// workers pull from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<TaskQueue>,
-}
-
-/// Where a job's tasks wait: a durable pull consumer on the tasks stream.
-/// For an `external` job, workers in any language pull from it, ack each
-/// task once its result is on the job's ledger, and let the server
-/// redeliver what they do not ack (docs/protocol.md).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TaskQueue {
-    /// The stream, `<NS>_TASKS`.
-    pub stream: String,
-    /// The durable consumer, `task_<job>`.
-    pub consumer: String,
-    /// The subject tasks are on, `<ns>.task.<job>`.
-    pub subject: String,
-    /// Where results go: the job's ledger, `<ns>.result.<job>`.
-    pub results: String,
-}
-
-impl TaskQueue {
-    /// The task queue of `job` under `names`.
-    pub fn of(names: &crate::Names, job: &str) -> Self {
-        Self {
-            stream: names.tasks_stream(),
-            consumer: names.task_consumer(job),
-            subject: names.task_subject(job),
-            results: names.result_subject(job),
-        }
-    }
 }
 
 impl JobEvent {

@@ -5,16 +5,6 @@ use serde_json::Value;
 
 use super::work::Item;
 
-/// What one step of a `steps` handler answered.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StepOutput {
-    /// The step's name.
-    pub step: String,
-    /// Its output.
-    #[serde(default)]
-    pub output: Value,
-}
-
 /// The request a `nats` handler (or step) receives for one item (JSON).
 /// Headers: `Jetflow-Job`, `Jetflow-Item`, `Idempotency-Key`
 /// (`<job>:<item>`, or `<job>:<item>:<step>` for a step) and `traceparent`.

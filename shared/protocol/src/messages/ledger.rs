@@ -4,9 +4,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{job::ItemStatus, names::item_key};
-
-use super::handler::StepOutput;
+use crate::job::StepOutput;
+use crate::{
+    job::{ItemOutcome, ItemStatus},
+    names::item_key,
+};
 
 /// How an item ended, as migrate reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -27,7 +29,7 @@ pub struct ItemResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,
     /// For a `steps` handler: each finished step's output, in order (the
-    /// seeds' "messages so far").
+    /// messages so far, for a failure to show how far it got).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<StepOutput>,
     /// Handler calls made (1 = no retry).
@@ -193,6 +195,51 @@ impl LedgerEntry {
     }
 }
 
+// Beside the result it is made from: the job state types know nothing of
+// the messages that carry them.
+impl ItemOutcome {
+    /// The outcome record `result` makes for `job`, tagged with where it
+    /// stands on the ledger: entry `seq`, position `index` within it.
+    ///
+    /// Every field of the result is named here, so a field added to
+    /// [`ItemResult`] does not compile until it
+    /// is decided whether the record keeps it.
+    pub fn from_result(job: &str, result: &ItemResult, seq: u64, index: u32) -> Self {
+        let ItemResult {
+            batch,
+            id,
+            status,
+            error,
+            output,
+            failed_step,
+            messages,
+            attempts,
+            // The DLQ holds the task; the record says how the item ended.
+            dead_lettered: _,
+            // Recorded as `replaced` when the replay replaces an outcome.
+            replay: _,
+            duration_ms,
+            finished_at,
+        } = result;
+        Self {
+            job: job.to_string(),
+            item: id.clone(),
+            batch: *batch,
+            status: *status,
+            error: error.clone(),
+            output: output.clone(),
+            failed_step: failed_step.clone(),
+            messages: messages.clone(),
+            attempts: *attempts,
+            duration_ms: *duration_ms,
+            finished_at: *finished_at,
+            result_seq: seq,
+            result_index: index,
+            replaced: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +313,40 @@ mod tests {
             "j1:replay:9:=YS5i",
             "item ids are keyed as in the outcome records"
         );
+    }
+
+    #[test]
+    fn an_outcome_keeps_what_the_result_says_and_where_it_stands() {
+        let result = ItemResult {
+            batch: 3,
+            id: "agent-1".into(),
+            status: ItemStatus::Failed,
+            error: Some("HTTP 422".into()),
+            output: serde_json::json!({"a": 1}),
+            failed_step: Some("execute".into()),
+            messages: vec![StepOutput {
+                step: "ensure".into(),
+                output: serde_json::json!({"thread": "t-1"}),
+            }],
+            attempts: 2,
+            dead_lettered: true,
+            replay: false,
+            duration_ms: 12,
+            finished_at: Utc::now(),
+        };
+        let outcome = ItemOutcome::from_result("j1", &result, 40, 7);
+        assert_eq!(
+            (outcome.job.as_str(), outcome.item.as_str(), outcome.batch),
+            ("j1", "agent-1", 3)
+        );
+        assert_eq!(outcome.status, ItemStatus::Failed);
+        assert_eq!(outcome.error, result.error);
+        assert_eq!(outcome.output, result.output);
+        assert_eq!(outcome.failed_step, result.failed_step);
+        assert_eq!(outcome.messages, result.messages);
+        assert_eq!((outcome.attempts, outcome.duration_ms), (2, 12));
+        assert_eq!(outcome.finished_at, result.finished_at);
+        assert_eq!((outcome.result_seq, outcome.result_index), (40, 7));
+        assert_eq!(outcome.replaced, None);
     }
 }

@@ -15,7 +15,10 @@ mod work;
 
 pub use control::CancelRequest;
 pub use dead_letter::dead_letter_msg_id;
-pub use events::{EventKind, JobEvent, TaskQueue};
-pub use handler::{HandlerReply, HandlerRequest, PageReply, PageRequest, StepOutput};
+pub use events::{EventKind, JobEvent};
+pub use handler::{HandlerReply, HandlerRequest, PageReply, PageRequest};
+// Job state carries these too; they are defined there and named here as
+// well, where the messages that carry them are.
+pub use crate::job::{StepOutput, TaskQueue};
 pub use ledger::{ItemResult, LedgerEntry};
 pub use work::{BatchMessage, Item, TaskMessage};

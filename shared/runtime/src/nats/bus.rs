@@ -4,6 +4,13 @@
 
 use async_nats::{jetstream, Client, HeaderMap};
 use bytes::Bytes;
+use jetflow_protocol::{
+    codec::{self, Format},
+    headers,
+    messages::{dead_letter_msg_id, JobEvent, LedgerEntry},
+    names::Names,
+    Stage,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -11,13 +18,6 @@ use crate::{
     nats::provision::{self, Buckets},
     process::config::NatsArgs,
     Error, ErrorKind, Result,
-};
-use jetflow_protocol::{
-    codec::{self, Format},
-    headers,
-    messages::{dead_letter_msg_id, JobEvent, LedgerEntry},
-    names::Names,
-    Stage,
 };
 
 /// Everything a stage needs to talk to jetflow's streams and buckets.

@@ -9,9 +9,9 @@ use async_nats::jetstream::{
     kv::{self, Store},
     stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
 };
+use jetflow_protocol::names::Names;
 
 use crate::{error::ResultExt, Error, Result};
-use jetflow_protocol::names::Names;
 
 /// How long a lease lives without renewal (the leases bucket's `max_age`).
 pub const LEASE_TTL: Duration = Duration::from_secs(6);

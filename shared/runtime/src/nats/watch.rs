@@ -14,9 +14,9 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 use futures::{stream::BoxStream, StreamExt};
+use jetflow_protocol::{codec, job::JobState};
 
 use crate::{error::ResultExt, Error, ErrorKind, Result};
-use jetflow_protocol::{codec, job::JobState};
 
 /// One change to a key.
 #[derive(Debug, Clone)]

@@ -11,13 +11,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use crate::{nats::scan::KvScan, Bus, Result, ResultExt};
 use jetflow_protocol::{
     codec,
     job::{JobState, JobStatus},
 };
+use serde::{Deserialize, Serialize};
+
+use crate::{nats::scan::KvScan, Bus, Result, ResultExt};
 
 /// How long finished jobs are kept by default (`--retention`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);

@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
+use jetflow_protocol::{messages::dead_letter_msg_id, names, Stage};
 use tokio_util::sync::CancellationToken;
 
 use crate::{error::ResultExt, Bus, DeadLetter, Result};
-use jetflow_protocol::{messages::dead_letter_msg_id, names, Stage};
 
 /// How often to sweep.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);

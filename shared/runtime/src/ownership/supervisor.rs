@@ -6,6 +6,7 @@
 
 use std::{collections::HashMap, future::Future};
 
+use jetflow_protocol::job::JobState;
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +14,6 @@ use crate::{
     nats::watch::{JobUpdate, JobWatch},
     Bus,
 };
-use jetflow_protocol::job::JobState;
 
 /// The per-job tasks of one service instance.
 pub struct Supervisor {

@@ -14,6 +14,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+
 pub use jetflow_protocol::status::{JobWork, StatusReport, Work, REPORTED_IN_FLIGHT};
 use jetflow_protocol::Stage;
 

@@ -2,9 +2,9 @@
 //! to log. Flags win over `JETFLOW_*`/`NATS_URL` env, which win over defaults.
 
 use clap::{Args, ValueEnum};
+use jetflow_protocol::names::Names;
 
 use crate::{Error, Result};
-use jetflow_protocol::names::Names;
 
 /// Where NATS is and which namespace to use.
 #[derive(Debug, Clone, Args)]

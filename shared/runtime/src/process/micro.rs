@@ -18,9 +18,8 @@ use std::sync::Arc;
 
 use async_nats::service::ServiceExt;
 use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
-
 use jetflow_protocol::Stage;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     process::activity::{Activity, StatusReport},

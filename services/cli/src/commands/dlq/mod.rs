@@ -60,44 +60,11 @@ pub enum DlqCommand {
     },
 }
 
+/// Runs one `dlq` subcommand.
 pub async fn run(args: DlqArgs) -> anyhow::Result<u8> {
     match args.command {
-        DlqCommand::Ls { filter, json, nats } => {
-            let bus = connect::existing(&nats).await?;
-            let letters = letters::read(&bus, &filter).await?;
-            if !json {
-                println!(
-                    "{:>8}  {:<8} {:<24} {:<16} {:>3}  ERROR",
-                    "SEQ", "STAGE", "JOB", "ITEM", "TRY"
-                );
-            }
-            for letter in &letters {
-                if json {
-                    println!("{}", serde_json::to_string(&letter.summary())?);
-                } else {
-                    println!("{}", letter.line());
-                }
-            }
-            if !json {
-                eprintln!("{} dead letters", letters.len());
-            }
-            Ok(exit::OK)
-        }
-        DlqCommand::Show { seq, nats } => {
-            let bus = connect::existing(&nats).await?;
-            let stream = bus
-                .js
-                .get_stream(bus.names.dlq_stream())
-                .await
-                .context("opening the DLQ")?;
-            let message = stream
-                .get_raw_message(seq)
-                .await
-                .with_context(|| format!("no dead letter {seq}"))?;
-            let letter = DeadLetterView::from_stream_message(message);
-            println!("{}", serde_json::to_string_pretty(&letter.detail())?);
-            Ok(exit::OK)
-        }
+        DlqCommand::Ls { filter, json, nats } => ls(&nats, &filter, json).await,
+        DlqCommand::Show { seq, nats } => show(&nats, seq).await,
         DlqCommand::Replay {
             filter,
             dry_run,
@@ -106,22 +73,65 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<u8> {
             let bus = connect::provisioned(&nats).await?;
             replay::run(&bus, &filter, dry_run).await
         }
-        DlqCommand::Purge { filter, nats } => {
-            let bus = connect::existing(&nats).await?;
-            let letters = letters::read(&bus, &filter).await?;
-            let stream = bus
-                .js
-                .get_stream(bus.names.dlq_stream())
-                .await
-                .context("opening the DLQ")?;
-            for letter in &letters {
-                stream
-                    .delete_message(letter.seq)
-                    .await
-                    .with_context(|| format!("deleting dead letter {}", letter.seq))?;
-            }
-            eprintln!("purged {} dead letters", letters.len());
-            Ok(exit::OK)
+        DlqCommand::Purge { filter, nats } => purge(&nats, &filter).await,
+    }
+}
+
+/// `dlq ls`: a table (or JSON lines) of the dead letters `filter` selects.
+async fn ls(nats: &NatsArgs, filter: &Filter, json: bool) -> anyhow::Result<u8> {
+    let bus = connect::existing(nats).await?;
+    let letters = letters::read(&bus, filter).await?;
+    if !json {
+        println!(
+            "{:>8}  {:<8} {:<24} {:<16} {:>3}  ERROR",
+            "SEQ", "STAGE", "JOB", "ITEM", "TRY"
+        );
+    }
+    for letter in &letters {
+        if json {
+            println!("{}", serde_json::to_string(&letter.summary())?);
+        } else {
+            println!("{}", letter.line());
         }
     }
+    if !json {
+        eprintln!("{} dead letters", letters.len());
+    }
+    Ok(exit::OK)
+}
+
+/// `dlq show SEQ`: one dead letter's headers and payload, as JSON.
+async fn show(nats: &NatsArgs, seq: u64) -> anyhow::Result<u8> {
+    let bus = connect::existing(nats).await?;
+    let stream = bus
+        .js
+        .get_stream(bus.names.dlq_stream())
+        .await
+        .context("opening the DLQ")?;
+    let message = stream
+        .get_raw_message(seq)
+        .await
+        .with_context(|| format!("no dead letter {seq}"))?;
+    let letter = DeadLetterView::from_stream_message(message);
+    println!("{}", serde_json::to_string_pretty(&letter.detail())?);
+    Ok(exit::OK)
+}
+
+/// `dlq purge`: deletes the dead letters `filter` selects.
+async fn purge(nats: &NatsArgs, filter: &Filter) -> anyhow::Result<u8> {
+    let bus = connect::existing(nats).await?;
+    let letters = letters::read(&bus, filter).await?;
+    let stream = bus
+        .js
+        .get_stream(bus.names.dlq_stream())
+        .await
+        .context("opening the DLQ")?;
+    for letter in &letters {
+        stream
+            .delete_message(letter.seq)
+            .await
+            .with_context(|| format!("deleting dead letter {}", letter.seq))?;
+    }
+    eprintln!("purged {} dead letters", letters.len());
+    Ok(exit::OK)
 }

@@ -25,6 +25,8 @@ use jetflow_runtime::{nats::task_queue, Bus};
 use super::letters::{self, DeadLetterView, Filter};
 use crate::exit;
 
+/// Replays the item tasks among the dead letters `filter` selects, job by
+/// job (or says what it would replay); other dead letters are left alone.
 pub async fn run(bus: &Bus, filter: &Filter, dry_run: bool) -> anyhow::Result<u8> {
     let letters = letters::read(bus, filter).await?;
     let mut by_job: BTreeMap<String, Vec<DeadLetterView>> = BTreeMap::new();
@@ -55,13 +57,23 @@ pub async fn run(bus: &Bus, filter: &Filter, dry_run: bool) -> anyhow::Result<u8
     Ok(exit::OK)
 }
 
+/// Replays `letters`, the dead-lettered tasks of `job`, in the order the
+/// module describes.
 async fn replay_job(bus: &Bus, job: &str, letters: &[DeadLetterView]) -> anyhow::Result<()> {
     let (state, _) = read_state(bus, job).await?;
     if state.status.is_terminal() {
         wait_for_cleanup(bus, job).await?;
     }
     task_queue::ensure(bus, job, &state.spec).await?;
+    record_replay(bus, job, letters).await?;
+    republish(bus, job, letters).await?;
+    reopen(bus, job).await?;
+    delete_letters(bus, letters).await
+}
 
+/// Appends `replayed` with the letters' items to the job's ledger, once
+/// however often the same replay is run.
+async fn record_replay(bus: &Bus, job: &str, letters: &[DeadLetterView]) -> anyhow::Result<()> {
     let items: Vec<String> = letters.iter().map(|l| l.header(headers::ITEM)).collect();
     let first = letters.first().map(|l| l.seq).unwrap_or_default();
     let replayed = LedgerEntry::Replayed {
@@ -72,7 +84,12 @@ async fn replay_job(bus: &Bus, job: &str, letters: &[DeadLetterView]) -> anyhow:
         .await?
         .await
         .context("recording the replay")?;
+    Ok(())
+}
 
+/// Publishes each letter's task again on the job's task subject, marked as
+/// a replay of it, and waits until all are stored.
+async fn republish(bus: &Bus, job: &str, letters: &[DeadLetterView]) -> anyhow::Result<()> {
     let mut acks = Vec::with_capacity(letters.len());
     for letter in letters {
         let mut publish = PublishMessage::build()
@@ -102,8 +119,11 @@ async fn replay_job(bus: &Bus, job: &str, letters: &[DeadLetterView]) -> anyhow:
     try_join_all(acks.into_iter().map(IntoFuture::into_future))
         .await
         .context("storing tasks")?;
+    Ok(())
+}
 
-    reopen(bus, job).await?;
+/// Deletes the replayed dead letters from the DLQ.
+async fn delete_letters(bus: &Bus, letters: &[DeadLetterView]) -> anyhow::Result<()> {
     let stream = bus
         .js
         .get_stream(bus.names.dlq_stream())

@@ -1,0 +1,73 @@
+//! How an item ended: its status and its outcome record, created once by
+//! the reducer.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How an item ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    /// The handler succeeded.
+    Succeeded,
+    /// The handler failed for good.
+    Failed,
+}
+
+/// Item outcome, KV `<ns>_items` key `<job>.<item-key>`. Created once; the
+/// `result_seq` tells the reducer which ledger message created it (see
+/// docs/exactly-once.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ItemOutcome {
+    /// Job id.
+    pub job: String,
+    /// Item id.
+    pub item: String,
+    /// Batch number.
+    pub batch: u64,
+    /// Outcome.
+    pub status: ItemStatus,
+    /// The last error, for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the handler answered, if anything worth keeping.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub output: Value,
+    /// For a `steps` handler that failed: the step that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// For a `steps` handler: each finished step's output, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<StepOutput>,
+    /// Handler calls made.
+    pub attempts: u32,
+    /// Duration of the last call in milliseconds.
+    pub duration_ms: u64,
+    /// When the item finished.
+    pub finished_at: DateTime<Utc>,
+    /// Stream sequence of the ledger message that created (or, for a
+    /// replay, replaced) this record.
+    pub result_seq: u64,
+    /// Position of the result within that message, for an `items` entry
+    /// that carries several (0 otherwise).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub result_index: u32,
+    /// A replay replaced an earlier outcome of this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<ItemStatus>,
+}
+
+/// What one step of a `steps` handler answered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepOutput {
+    /// The step's name.
+    pub step: String,
+    /// Its output.
+    #[serde(default)]
+    pub output: Value,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
