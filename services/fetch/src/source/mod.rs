@@ -1,6 +1,6 @@
 //! Reading one page of a job's source.
 
-mod http;
+pub mod http;
 mod inline;
 mod nats;
 
