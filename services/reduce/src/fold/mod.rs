@@ -80,12 +80,24 @@ pub fn settle(state: &mut JobState, now: DateTime<Utc>, effects: &mut Effects) {
         && state.batches_done >= state.batches
         && state.replaying.is_empty();
     if all_in && !state.status.is_terminal() {
-        let status = if state.failed > 0 {
-            JobStatus::Partial
-        } else {
-            JobStatus::Completed
-        };
-        end(state, status, None, now, effects);
+        match (state.status, state.ends_as) {
+            // Stopping, and nothing is left to drain: it ends as it was
+            // told to. (A failed source can be followed by a `fetch_done`:
+            // a pager restarted before the failure was folded finds its
+            // checkpoint done. The job must still fail.)
+            (JobStatus::Cancelling, Some(ends_as)) => {
+                let reason = state.reason.clone();
+                end(state, ends_as, reason, now, effects);
+            }
+            _ => {
+                let status = if state.failed > 0 {
+                    JobStatus::Partial
+                } else {
+                    JobStatus::Completed
+                };
+                end(state, status, None, now, effects);
+            }
+        }
     }
     state.update_progress();
     state.updated_at = now;

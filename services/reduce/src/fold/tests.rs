@@ -312,6 +312,20 @@ fn a_refused_source_fails_the_job_with_its_answer() {
 }
 
 #[test]
+fn a_source_that_failed_fails_the_job_even_when_a_fetch_done_follows() {
+    // A pager restarted before the failure was folded finds its checkpoint
+    // done and records the end of the source too (seen in CI, under load).
+    let mut state = job("continue");
+    let effects = fold(
+        &mut state,
+        &[fetch_failed("HTTP 400: limit"), fetch_done(0, 0)],
+    );
+    assert_eq!(effects.ended, Some(JobStatus::Failed));
+    assert_eq!(state.status, JobStatus::Failed);
+    assert_eq!(state.reason.as_deref(), Some("HTTP 400: limit"));
+}
+
+#[test]
 fn a_config_change_lands_in_the_spec_and_an_invalid_one_is_ignored() {
     let mut state = job("continue");
     let effects = fold(
