@@ -34,6 +34,16 @@ impl TestEnv {
 
     async fn on(server: Arc<NatsServer>, prefix: &str) -> anyhow::Result<TestEnv> {
         let nats = NatsArgs::new([server.url()], &crate::unique_namespace(prefix));
+        Self::connected(server, nats).await
+    }
+
+    /// `server` (secured: credentials, TLS) reached with `nats`, no services.
+    pub async fn secured(server: NatsServer, nats: NatsArgs) -> anyhow::Result<TestEnv> {
+        init_logging();
+        Self::connected(Arc::new(server), nats).await
+    }
+
+    async fn connected(server: Arc<NatsServer>, nats: NatsArgs) -> anyhow::Result<TestEnv> {
         let shutdown = CancellationToken::new();
         let bus = Bus::connect(&nats, "jetflow-test", &shutdown)
             .await

@@ -1,29 +1,34 @@
-//! Connecting from the CLI: fail fast with a clear message rather than wait
-//! for NATS as the services do.
+//! Connecting from the CLI: fail fast with one clear line rather than wait
+//! for NATS as the services do. A server that refuses the credentials or the
+//! TLS handshake ends the command at once; one that cannot be reached, after
+//! a few seconds.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use jetflow_protocol::Names;
-use jetflow_runtime::{Bus, NatsArgs};
-use tokio_util::sync::CancellationToken;
+use jetflow_runtime::{nats::connect::connect_within, Bus, NatsArgs};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the CLI tries to reach NATS.
+const PATIENCE: Duration = Duration::from_secs(3);
+
+/// The name the CLI's connections carry.
+const CLIENT_NAME: &str = "jetflow-cli";
 
 /// Connects and provisions (for commands that write, like `submit`).
 pub async fn provisioned(args: &NatsArgs) -> anyhow::Result<Bus> {
-    with_deadline(args, |token| async move {
-        Bus::connect(args, "jetflow-cli", &token).await
-    })
-    .await
+    let client = client(args).await?;
+    Bus::provisioned(client, args)
+        .await
+        .with_context(|| setting_up(args))
 }
 
 /// Connects to an existing namespace without creating anything.
 pub async fn existing(args: &NatsArgs) -> anyhow::Result<Bus> {
-    with_deadline(args, |token| async move {
-        Bus::open(args, "jetflow-cli", &token).await
-    })
-    .await
+    let client = client(args).await?;
+    Bus::opened(client, args)
+        .await
+        .with_context(|| setting_up(args))
 }
 
 /// Just the connection, JetStream and the names: for `health`, which must
@@ -32,38 +37,20 @@ pub async fn bare(
     args: &NatsArgs,
 ) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context, Names)> {
     let names = args.validate()?;
-    let token = CancellationToken::new();
-    let deadline = token.clone();
-    let timer = tokio::spawn(async move {
-        tokio::time::sleep(CONNECT_TIMEOUT).await;
-        deadline.cancel();
-    });
-    let client = jetflow_runtime::nats::connect::connect(args, "jetflow-cli", &token).await;
-    timer.abort();
-    let client =
-        client.with_context(|| format!("cannot reach NATS at {}", args.nats_url.join(",")))?;
+    let client = client(args).await?;
     let js = async_nats::jetstream::new(client.clone());
     Ok((client, js, names))
 }
 
-async fn with_deadline<'a, F, Fut>(args: &'a NatsArgs, connect: F) -> anyhow::Result<Bus>
-where
-    F: FnOnce(CancellationToken) -> Fut,
-    Fut: std::future::Future<Output = jetflow_runtime::Result<Bus>> + 'a,
-{
-    let token = CancellationToken::new();
-    let deadline = token.clone();
-    let timer = tokio::spawn(async move {
-        tokio::time::sleep(CONNECT_TIMEOUT).await;
-        deadline.cancel();
-    });
-    let result = connect(token).await;
-    timer.abort();
-    result.with_context(|| {
-        format!(
-            "cannot use NATS at {} (namespace {:?})",
-            args.nats_url.join(","),
-            args.namespace
-        )
-    })
+async fn client(args: &NatsArgs) -> anyhow::Result<async_nats::Client> {
+    args.validate()?;
+    Ok(connect_within(args, CLIENT_NAME, PATIENCE).await?)
+}
+
+fn setting_up(args: &NatsArgs) -> String {
+    format!(
+        "cannot use NATS at {} (namespace {:?})",
+        args.display_urls(),
+        args.namespace
+    )
 }

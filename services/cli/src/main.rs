@@ -2,6 +2,7 @@
 
 mod commands;
 mod connect;
+mod context;
 mod job_state;
 mod progress;
 mod render;
@@ -22,6 +23,10 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     log: LogArgs,
+    /// The `nats` CLI context to connect with (URL, credentials, TLS);
+    /// without it, the selected one, if any. Flags and `NATS_*` env win.
+    #[arg(long, env = "NATS_CONTEXT", global = true)]
+    context: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -71,7 +76,13 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match with_context(Cli::parse()) {
+        Ok(cli) => cli,
+        Err(err) => {
+            eprintln!("jetflow: {}", one_line(&err));
+            return ExitCode::from(exit::FAILED);
+        }
+    };
     // Service logs would bury the demo's progress bar.
     let quiet_by_default = !matches!(&cli.command, Command::Dev(args) if !args.demo);
     let _telemetry = init_logging(&cli.log, quiet_by_default);
@@ -102,17 +113,58 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("jetflow: {err:#}");
+            eprintln!("jetflow: {}", one_line(&err));
             ExitCode::from(exit::FAILED)
         }
     }
+}
+
+/// The command line once a `nats` context has filled in what flags and env
+/// leave out. `jetflow dev` starts its own NATS unless told otherwise, so
+/// only a context named with `--context` applies to it.
+fn with_context(cli: Cli) -> anyhow::Result<Cli> {
+    let named = cli.context.as_deref();
+    if named.is_none() && matches!(cli.command, Command::Dev(_)) {
+        return Ok(cli);
+    }
+    let Some((_name, settings)) = context::settings(named)? else {
+        return Ok(cli);
+    };
+    let mut applied = false;
+    for (name, value) in settings {
+        if std::env::var_os(name).is_none() {
+            // Single-threaded still: no runtime has started.
+            std::env::set_var(name, value);
+            applied = true;
+        }
+    }
+    Ok(if applied { Cli::parse() } else { cli })
+}
+
+/// `err` and its causes on one line, each cause once: jetflow's own errors
+/// already say their cause in their message.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// The services log at info in `jetflow dev`; the other commands only warn
 /// unless `RUST_LOG` says otherwise, so their output stays readable.
 fn init_logging(log: &LogArgs, quiet: bool) -> jetflow_runtime::process::telemetry::Telemetry {
     if quiet && std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "warn");
+        // async-nats logs a refused connection itself; the command says it
+        // once, in its own error line.
+        std::env::set_var("RUST_LOG", "warn,async_nats::connector=off");
     }
     jetflow_runtime::process::telemetry::init(log.log_format, "jetflow")
 }

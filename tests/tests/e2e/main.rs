@@ -1,6 +1,7 @@
 //! End-to-end tests: real nats-server, real services, a mock agents API
 //! over real HTTP. One module per behaviour.
 
+mod auth;
 mod backpressure;
 mod bench_smoke;
 mod breaker;

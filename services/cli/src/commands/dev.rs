@@ -1,11 +1,12 @@
 //! `jetflow dev [--demo]`: the whole of jetflow in one process.
 //!
-//! Starts a child nats-server (unless `--nats-url` is given) and the four
-//! services in-process. With `--demo`, also a mock agents API and a
+//! Starts a child nats-server on 4222 (on a free port when 4222 is taken,
+//! saying which URL to give other commands), unless `--nats-url` is given,
+//! and the four services in-process. With `--demo`, also a mock agents API and a
 //! migration job over its agents, followed to the end with a progress bar.
 
 use anyhow::Context as _;
-use jetflow_devkit::{MockAgents, MockAgentsConfig, NatsServer};
+use jetflow_devkit::{MockAgents, MockAgentsConfig, NatsServer, ServerOptions};
 use jetflow_protocol::{
     job::{JobState, JobStatus},
     Stage,
@@ -42,11 +43,7 @@ pub struct DevArgs {
 pub async fn run(args: DevArgs) -> anyhow::Result<u8> {
     let server = match &args.nats_url {
         Some(_) => None,
-        None => Some(
-            tokio::task::spawn_blocking(NatsServer::start)
-                .await
-                .context("starting nats-server")??,
-        ),
+        None => Some(start_nats().await?),
     };
     let urls = match (&args.nats_url, &server) {
         (Some(urls), _) => urls.clone(),
@@ -80,6 +77,35 @@ pub async fn run(args: DevArgs) -> anyhow::Result<u8> {
     services.wait().await;
     drop(server);
     Ok(code)
+}
+
+/// The port every NATS client tries first.
+const DEFAULT_NATS_PORT: u16 = 4222;
+
+/// A child nats-server on 4222, so the next command a user types (`jetflow
+/// submit job.json`, `nats sub '>'`) finds it with no flags; on a free port
+/// when 4222 is taken, saying which URL to use instead.
+async fn start_nats() -> anyhow::Result<NatsServer> {
+    let start = |port: Option<u16>| {
+        tokio::task::spawn_blocking(move || {
+            NatsServer::start_with(ServerOptions {
+                port,
+                ..ServerOptions::default()
+            })
+        })
+    };
+    let free = std::net::TcpListener::bind(("127.0.0.1", DEFAULT_NATS_PORT)).is_ok();
+    if free {
+        if let Ok(Ok(server)) = start(Some(DEFAULT_NATS_PORT)).await {
+            return Ok(server);
+        }
+    }
+    let server = start(None).await.context("starting nats-server")??;
+    eprintln!(
+        "jetflow dev: port {DEFAULT_NATS_PORT} is taken; NATS is at {url}: give other commands --nats-url {url} (or NATS_URL={url})",
+        url = server.url()
+    );
+    Ok(server)
 }
 
 fn start_services(nats: &NatsArgs, shutdown: &CancellationToken) -> TaskTracker {

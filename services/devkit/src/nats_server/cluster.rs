@@ -46,6 +46,7 @@ impl NatsCluster {
                     monitor_port: monitor_ports[i],
                     store_dir: dir.path().join("store"),
                     sync_always: false,
+                    extra_config: None,
                     cluster: Some(ClusterConfig {
                         name: CLUSTER_NAME.to_owned(),
                         server_name: format!("n{}", i + 1),

@@ -16,6 +16,9 @@ pub struct ServerOptions {
     /// Fsync every write (`sync_interval: always`), for tests that must not
     /// lose acknowledged messages to a SIGKILL.
     pub sync_always: bool,
+    /// Configuration appended verbatim: `authorization { … }`, `tls { … }`,
+    /// accounts, for tests of how jetflow connects to a secured server.
+    pub extra_config: Option<String>,
 }
 
 /// Cluster membership of one node.
@@ -39,6 +42,7 @@ pub(crate) struct NodeConfig {
     pub store_dir: PathBuf,
     pub sync_always: bool,
     pub cluster: Option<ClusterConfig>,
+    pub extra_config: Option<String>,
 }
 
 /// Generous enough for tests and `jetflow dev`, small enough that JetStream
@@ -82,6 +86,9 @@ impl NodeConfig {
             let _ = writeln!(text, "  ]");
             let _ = writeln!(text, "}}");
         }
+        if let Some(extra) = &self.extra_config {
+            let _ = writeln!(text, "{extra}");
+        }
         Ok(text)
     }
 }
@@ -97,6 +104,7 @@ mod tests {
             store_dir: PathBuf::from("/tmp/a \"b\""),
             sync_always: false,
             cluster: None,
+            extra_config: None,
         }
     }
 

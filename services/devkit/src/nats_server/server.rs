@@ -62,6 +62,7 @@ impl NatsServer {
                 store_dir,
                 sync_always: opts.sync_always,
                 cluster: None,
+                extra_config: opts.extra_config.clone(),
             };
             let mut server = Self::spawn(&binary, dir, config, Health::Standalone)?;
             match server.wait_ready(Instant::now() + READY_TIMEOUT) {

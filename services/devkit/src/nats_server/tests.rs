@@ -69,6 +69,7 @@ fn options_fix_port_and_store_and_sync() {
         port: Some(port),
         store_dir: Some(store.path().to_path_buf()),
         sync_always: true,
+        ..ServerOptions::default()
     })
     .expect("start");
     assert_eq!(server.port(), port);

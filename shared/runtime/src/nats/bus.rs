@@ -45,8 +45,15 @@ impl Bus {
     /// # Ok(()) }
     /// ```
     pub async fn connect(args: &NatsArgs, name: &str, shutdown: &CancellationToken) -> Result<Bus> {
-        let names = args.validate()?;
+        args.validate()?;
         let client = crate::nats::connect::connect(args, name, shutdown).await?;
+        Self::provisioned(client, args).await
+    }
+
+    /// The bus over a connection made already (the CLI connects with less
+    /// patience than a service), provisioning what is missing.
+    pub async fn provisioned(client: Client, args: &NatsArgs) -> Result<Bus> {
+        let names = args.validate()?;
         let js = jetstream::ContextBuilder::new()
             .timeout(std::time::Duration::from_secs(10))
             .max_ack_inflight(20_000)
@@ -64,8 +71,14 @@ impl Bus {
     /// Connects to an already provisioned namespace without creating
     /// anything, for tools that only read.
     pub async fn open(args: &NatsArgs, name: &str, shutdown: &CancellationToken) -> Result<Bus> {
-        let names = args.validate()?;
+        args.validate()?;
         let client = crate::nats::connect::connect(args, name, shutdown).await?;
+        Self::opened(client, args).await
+    }
+
+    /// The bus over a connection made already, creating nothing.
+    pub async fn opened(client: Client, args: &NatsArgs) -> Result<Bus> {
+        let names = args.validate()?;
         let js = jetstream::new(client.clone());
         let kv = provision::open(&js, &names).await?;
         Ok(Bus {
