@@ -124,7 +124,7 @@ pub async fn run(target: &Target<'_>, case: &Case) -> anyhow::Result<PipelineRes
         target.urls.to_vec(),
         &format!("bench-{label_token}-{suffix}"),
     );
-    nats.replicas = target.replicas;
+    nats.replicas = Some(target.replicas);
     let job_id = format!("bench-{label_token}-{suffix}");
 
     let mock = MockAgents::start(MockAgentsConfig {

@@ -97,7 +97,7 @@ impl ServiceProcesses {
             let child = Command::new(bins.path(name))
                 .env("NATS_URL", nats.nats_url.join(","))
                 .env("JETFLOW_NAMESPACE", &nats.namespace)
-                .env("JETFLOW_REPLICAS", nats.replicas.to_string())
+                .env("JETFLOW_REPLICAS", nats.replicas.unwrap_or(1).to_string())
                 // Info logs a line per batch: a cost the benchmark should
                 // not add to what it measures.
                 .env(

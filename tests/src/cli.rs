@@ -5,7 +5,7 @@ use std::{process::Output, time::Duration};
 use anyhow::Context as _;
 use jetflow_runtime::NatsArgs;
 
-use crate::processes::binary;
+use crate::{processes::binary, shell};
 
 /// How long a CLI command may take before the test gives up on it.
 pub const CLI_DEADLINE: Duration = Duration::from_secs(60);
@@ -20,7 +20,7 @@ pub async fn run(args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
 /// `JETFLOW_NAMESPACE`, as an operator's shell would).
 pub async fn run_in(nats: &NatsArgs, args: &[&str], timeout: Duration) -> anyhow::Result<Output> {
     let mut command = command(args)?;
-    command.envs(env_of(nats));
+    command.envs(shell::env_of(nats));
     output(command, args, timeout).await
 }
 
@@ -39,38 +39,6 @@ pub async fn run_with_env(
     }
     command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     output(command, args, timeout).await
-}
-
-/// The environment an operator's shell sets for `nats`: the URLs, the
-/// namespace, and each credential and TLS setting as the `nats` CLI names it.
-pub fn env_of(nats: &NatsArgs) -> Vec<(&'static str, String)> {
-    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
-    let auth = &nats.auth;
-    let mut env = vec![
-        ("NATS_URL", Some(nats.nats_url.join(","))),
-        ("JETFLOW_NAMESPACE", Some(nats.namespace.clone())),
-        ("NATS_CREDS", path(&auth.creds)),
-        ("NATS_NKEY", path(&auth.nkey)),
-        ("NATS_USER", auth.user.clone()),
-        (
-            "NATS_PASSWORD",
-            auth.password.as_ref().map(|s| s.expose().to_string()),
-        ),
-        (
-            "NATS_TOKEN",
-            auth.token.as_ref().map(|s| s.expose().to_string()),
-        ),
-        ("NATS_CA", path(&auth.tlsca)),
-        ("NATS_CERT", path(&auth.tlscert)),
-        ("NATS_KEY", path(&auth.tlskey)),
-        ("NATS_INBOX_PREFIX", auth.inbox_prefix.clone()),
-    ];
-    if auth.tlsfirst {
-        env.push(("NATS_TLSFIRST", Some("true".into())));
-    }
-    env.into_iter()
-        .filter_map(|(name, value)| value.map(|v| (name, v)))
-        .collect()
 }
 
 fn command(args: &[&str]) -> anyhow::Result<tokio::process::Command> {
@@ -131,7 +99,7 @@ pub fn run_measured(nats: &NatsArgs, args: &[&str]) -> anyhow::Result<Measured> 
     use std::io::Read;
     let mut child = std::process::Command::new(binary("jetflow")?)
         .args(args)
-        .envs(env_of(nats))
+        .envs(shell::env_of(nats))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -6,10 +6,12 @@ pub mod cli;
 pub mod env;
 pub mod faults;
 pub mod jobs;
+pub mod jwt;
 pub mod otlp;
 pub mod pki;
 pub mod polyglot;
 pub mod processes;
+pub mod shell;
 
 pub use env::TestEnv;
 pub use processes::ServiceProcesses;

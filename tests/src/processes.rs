@@ -134,9 +134,7 @@ impl ServiceProcesses {
 fn spawn(name: &str, nats: &NatsArgs, env: &[(String, String)]) -> anyhow::Result<Child> {
     Command::new(binary(name)?)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("NATS_URL", nats.nats_url.join(","))
-        .env("JETFLOW_NAMESPACE", &nats.namespace)
-        .env("JETFLOW_REPLICAS", nats.replicas.to_string())
+        .envs(crate::shell::env_of(nats))
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

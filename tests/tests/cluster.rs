@@ -8,7 +8,7 @@ use jetflow_e2e::{
     faults::{assert_exact, mock_config},
     jobs, ServiceProcesses,
 };
-use jetflow_runtime::{Bus, NatsArgs};
+use jetflow_runtime::{nats::provision, Bus, NatsArgs};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -16,12 +16,33 @@ use tokio_util::sync::CancellationToken;
 async fn a_cluster_node_lost_mid_job_loses_nothing() -> anyhow::Result<()> {
     let mut cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await??;
     let mut nats = NatsArgs::new(cluster.urls(), &jetflow_e2e::unique_namespace("cluster"));
-    nats.replicas = 3;
+    nats.replicas = Some(3);
     let token = CancellationToken::new();
     let bus = Bus::connect(&nats, "jetflow-test", &token).await?;
-    // A service started without --replicas must not de-replicate anything.
+    // With no --replicas at all, a namespace on a 3-node cluster is R3.
+    let unset = NatsArgs::new(cluster.urls(), &jetflow_e2e::unique_namespace("unset"));
+    let defaulted = Bus::connect(&unset, "jetflow-test", &token).await?;
+    let info = defaulted
+        .js
+        .get_stream(defaulted.names.tasks_stream())
+        .await?
+        .get_info()
+        .await?;
+    assert_eq!(
+        info.config.num_replicas, 3,
+        "the cluster's size, by default"
+    );
+    // Gone again: every R3 asset is a raft group the node loss below must
+    // re-elect, and two cores are slow at that.
+    for config in provision::stream_configs(&defaulted.names, 3) {
+        defaulted.js.delete_stream(&config.name).await?;
+    }
+    for config in provision::bucket_configs(&defaulted.names, 3) {
+        defaulted.js.delete_key_value(&config.bucket).await?;
+    }
+    // A service started with --replicas 1 must not de-replicate anything.
     let mut careless = nats.clone();
-    careless.replicas = 1;
+    careless.replicas = Some(1);
     Bus::connect(&careless, "careless", &token).await?;
     for name in [
         bus.names.tasks_stream(),

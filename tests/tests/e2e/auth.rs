@@ -1,5 +1,6 @@
 //! Connecting to a secured NATS: every way it authenticates (user and
-//! password, also as URL userinfo; token; nkey) and TLS (a CA made here,
+//! password, also as URL userinfo; token; nkey; a `.creds` file in operator
+//! mode, its JWTs minted here) and TLS (a CA made here,
 //! mutual TLS with `verify`, TLS first with `handshake_first`). Each runs a
 //! job end to end through the four services and the CLI, all connected the
 //! same way. A refused connection says why in one line, at once, and no
@@ -11,6 +12,7 @@ use jetflow_devkit::{MockAgents, MockAgentsConfig, NatsServer, ServerOptions};
 use jetflow_e2e::{
     cli::{self, text},
     jobs,
+    jwt::Operator,
     pki::Pki,
     TestEnv,
 };
@@ -197,6 +199,18 @@ async fn an_nkey() -> anyhow::Result<()> {
     nats.auth.nkey = Some(stranger_file);
     refused(&nats, "authorization violation", Some(&stranger.seed()?)).await?;
     nats.auth.nkey = Some(seed_file);
+    a_job_runs(server, nats).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn creds_in_operator_mode() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let operator = Operator::new(dir.path())?;
+    let server = secured_server(operator.server_config()).await?;
+    let mut nats = args(server.url(), "creds");
+    nats.auth.creds = Some(operator.stranger_creds.clone());
+    refused(&nats, "authorization violation", None).await?;
+    nats.auth.creds = Some(operator.creds.clone());
     a_job_runs(server, nats).await
 }
 

@@ -2,6 +2,8 @@
 //! of its namespace and the opened buckets — plus the few publishing helpers
 //! every stage uses (events, ledger entries, dead letters).
 
+use std::time::Duration;
+
 use async_nats::{jetstream, Client, HeaderMap};
 use bytes::Bytes;
 use jetflow_protocol::{
@@ -45,21 +47,41 @@ impl Bus {
     /// # Ok(()) }
     /// ```
     pub async fn connect(args: &NatsArgs, name: &str, shutdown: &CancellationToken) -> Result<Bus> {
-        args.validate()?;
+        let names = args.validate()?;
         let client = crate::nats::connect::connect(args, name, shutdown).await?;
-        Self::provisioned(client, args).await
+        let js = context(&client);
+        let replicas = replicas(args, &client);
+        let mut delay = Duration::from_millis(250);
+        // Services start with the cluster: a fresh one is still electing
+        // leaders for the streams just created, and its answers time out.
+        let kv = loop {
+            match provision::provision(&js, &names, replicas).await {
+                Ok(kv) => break kv,
+                Err(err) if err.is_transient() => {
+                    tracing::warn!(error = %err, replicas, "JetStream cannot provision yet (a cluster electing leaders?); retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(Error::Shutdown),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        Ok(Bus {
+            client,
+            js,
+            names,
+            kv,
+        })
     }
 
     /// The bus over a connection made already (the CLI connects with less
     /// patience than a service), provisioning what is missing.
     pub async fn provisioned(client: Client, args: &NatsArgs) -> Result<Bus> {
         let names = args.validate()?;
-        let js = jetstream::ContextBuilder::new()
-            .timeout(std::time::Duration::from_secs(10))
-            .max_ack_inflight(20_000)
-            .backpressure_on_inflight(true)
-            .build(client.clone());
-        let kv = provision::provision(&js, &names, args.replicas).await?;
+        let js = context(&client);
+        let kv = provision::provision(&js, &names, replicas(args, &client)).await?;
         Ok(Bus {
             client,
             js,
@@ -243,6 +265,28 @@ impl Bus {
         })
         .await
     }
+}
+
+/// JetStream on `client`, publishing with many acknowledgements in flight.
+fn context(client: &Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .max_ack_inflight(20_000)
+        .backpressure_on_inflight(true)
+        .build(client.clone())
+}
+
+/// The replicas to provision with: as asked, else the size of the cluster
+/// `client` is connected to, up to 3 (a single server: 1). A cluster's size
+/// is the client URLs its servers advertise, or the URLs given if more.
+fn replicas(args: &NatsArgs, client: &Client) -> usize {
+    args.replicas.unwrap_or_else(|| {
+        let info = client.server_info();
+        match info.cluster {
+            Some(_) => info.connect_urls.len().max(args.nats_url.len()).clamp(1, 3),
+            None => 1,
+        }
+    })
 }
 
 /// A message given up on, for [`Bus::dead_letter`].

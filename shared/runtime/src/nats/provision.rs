@@ -40,7 +40,6 @@ pub struct Buckets {
 
 /// The stream definitions, for provisioning and for `deploy/` files.
 pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
-    let ns = names.namespace();
     let base = |name: String, subjects: Vec<String>, retention, max_age| stream::Config {
         name,
         subjects,
@@ -66,13 +65,13 @@ pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
         ),
         base(
             names.batches_stream(),
-            vec![format!("{ns}.batch.*")],
+            vec![names.batch_subject("*")],
             RetentionPolicy::WorkQueue,
             Duration::ZERO,
         ),
         base(
             names.tasks_stream(),
-            vec![format!("{ns}.task.*")],
+            vec![names.task_subject("*")],
             RetentionPolicy::WorkQueue,
             Duration::ZERO,
         ),
@@ -80,19 +79,19 @@ pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
         // are kept by limits and purged by the reducer as it folds.
         base(
             names.results_stream(),
-            vec![format!("{ns}.result.*")],
+            vec![names.result_subject("*")],
             RetentionPolicy::Limits,
             days(14),
         ),
         base(
             names.events_stream(),
-            vec![format!("{ns}.events.*.*")],
+            vec![names.event_subject("*", "*")],
             RetentionPolicy::Limits,
             days(30),
         ),
         base(
             names.dlq_stream(),
-            vec![format!("{ns}.dlq.*.*")],
+            vec![names.dlq_filter(None, None)],
             RetentionPolicy::Limits,
             Duration::ZERO,
         ),

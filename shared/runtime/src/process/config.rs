@@ -23,9 +23,10 @@ pub struct NatsArgs {
     /// Namespace of every subject, stream and bucket (dev, staging, prod, ...).
     #[arg(long, env = "JETFLOW_NAMESPACE", default_value = jetflow_protocol::names::DEFAULT_NAMESPACE)]
     pub namespace: String,
-    /// Replicas of the streams and buckets jetflow creates (3 on a cluster).
-    #[arg(long, env = "JETFLOW_REPLICAS", default_value_t = 1)]
-    pub replicas: usize,
+    /// Replicas of the streams and buckets jetflow creates; by default the
+    /// cluster's size up to 3 (1 on a single server).
+    #[arg(long, env = "JETFLOW_REPLICAS")]
+    pub replicas: Option<usize>,
     /// Credentials and TLS.
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -263,7 +264,7 @@ impl NatsArgs {
         Self {
             nats_url: urls.into_iter().map(Into::into).collect(),
             namespace: namespace.to_string(),
-            replicas: 1,
+            replicas: None,
             auth: AuthArgs::default(),
         }
     }
@@ -314,10 +315,9 @@ impl NatsArgs {
                 "--nats-url carries credentials, and another flag gives some: give one way to authenticate".into(),
             ));
         }
-        if !(1..=5).contains(&self.replicas) {
+        if let Some(replicas) = self.replicas.filter(|r| !(1..=5).contains(r)) {
             return Err(Error::Config(format!(
-                "--replicas: {} is outside 1..=5",
-                self.replicas
+                "--replicas: {replicas} is outside 1..=5"
             )));
         }
         Names::new(&self.namespace).map_err(|e| Error::Config(format!("--namespace: {e}")))
