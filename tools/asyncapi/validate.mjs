@@ -11,7 +11,7 @@
 //    parser does not do for AsyncAPI 3.
 //
 // That the schemas agree with the Rust wire types is checked by
-// `cargo test -p jetflow-shared --test protocol_doc`.
+// `cargo test -p jetflow-protocol --test protocol_doc`.
 //
 // Exits 0 when the document is valid, 1 with every problem printed when not.
 
