@@ -245,6 +245,27 @@ mod tests {
     use super::*;
     use crate::codec;
 
+    /// A failed `steps` item with every field set.
+    fn failed_result() -> ItemResult {
+        ItemResult {
+            batch: 3,
+            id: "agent-1".into(),
+            status: ItemStatus::Failed,
+            error: Some("HTTP 422".into()),
+            output: serde_json::json!({"a": 1}),
+            failed_step: Some("execute".into()),
+            messages: vec![StepOutput {
+                step: "ensure".into(),
+                output: serde_json::json!({"thread": "t-1"}),
+            }],
+            attempts: 2,
+            dead_lettered: true,
+            replay: false,
+            duration_ms: 12,
+            finished_at: Utc::now(),
+        }
+    }
+
     #[test]
     fn ledger_entries_round_trip_in_msgpack_and_json() {
         let entries = vec![
@@ -254,23 +275,7 @@ mod tests {
                 size: 50,
                 at: Utc::now(),
             },
-            LedgerEntry::Item(ItemResult {
-                batch: 3,
-                id: "agent-1".into(),
-                status: ItemStatus::Failed,
-                error: Some("HTTP 422".into()),
-                output: serde_json::json!({"a": 1}),
-                failed_step: Some("execute".into()),
-                messages: vec![StepOutput {
-                    step: "ensure".into(),
-                    output: serde_json::json!({"thread": "t-1"}),
-                }],
-                attempts: 2,
-                dead_lettered: true,
-                replay: false,
-                duration_ms: 12,
-                finished_at: Utc::now(),
-            }),
+            LedgerEntry::Item(failed_result()),
         ];
         for entry in entries {
             for format in [codec::Format::MsgPack, codec::Format::Json] {
@@ -317,23 +322,7 @@ mod tests {
 
     #[test]
     fn an_outcome_keeps_what_the_result_says_and_where_it_stands() {
-        let result = ItemResult {
-            batch: 3,
-            id: "agent-1".into(),
-            status: ItemStatus::Failed,
-            error: Some("HTTP 422".into()),
-            output: serde_json::json!({"a": 1}),
-            failed_step: Some("execute".into()),
-            messages: vec![StepOutput {
-                step: "ensure".into(),
-                output: serde_json::json!({"thread": "t-1"}),
-            }],
-            attempts: 2,
-            dead_lettered: true,
-            replay: false,
-            duration_ms: 12,
-            finished_at: Utc::now(),
-        };
+        let result = failed_result();
         let outcome = ItemOutcome::from_result("j1", &result, 40, 7);
         assert_eq!(
             (outcome.job.as_str(), outcome.item.as_str(), outcome.batch),
