@@ -161,10 +161,8 @@ async fn dispatch(
         batch: number,
         at: Utc::now(),
     };
-    bus.append_fact(&job, &dispatched)
-        .await?
-        .await
-        .ctx("recording dispatch")?;
+    bus.record_fact(&job, &dispatched, "recording dispatch")
+        .await?;
     tracing::info!(job = %job, batch = number, items = total, published, "batch dispatched");
     Ok(published)
 }

@@ -65,10 +65,8 @@ async fn cancel(bus: &Bus, msg: &Message) -> Result<()> {
         reason: request.reason,
         at: Utc::now(),
     };
-    bus.append_fact(&job, &entry)
-        .await?
-        .await
-        .ctx("recording the cancel request")?;
+    bus.record_fact(&job, &entry, "recording the cancel request")
+        .await?;
     tracing::info!(job, "cancel requested");
     Ok(())
 }

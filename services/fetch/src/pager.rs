@@ -156,10 +156,8 @@ impl Pager {
     async fn start(&self) -> Result<()> {
         let entry = LedgerEntry::Started { at: Utc::now() };
         self.bus
-            .append_fact(&self.job, &entry)
-            .await?
-            .await
-            .ctx("recording start")?;
+            .record_fact(&self.job, &entry, "recording start")
+            .await?;
         let mut started = JobEvent::new(&self.job, EventKind::Started);
         started.tasks = Some(TaskQueue::of(&self.bus.names, &self.job));
         self.bus.publish_event(&started, None).await?;
@@ -227,10 +225,8 @@ impl Pager {
             at: Utc::now(),
         };
         self.bus
-            .append_fact(&self.job, &fetched)
-            .await?
-            .await
-            .ctx("recording fetched batch")?;
+            .record_fact(&self.job, &fetched, "recording fetched batch")
+            .await?;
         self.publish_batch(batch, items).await?;
         self.activity.count("pages_fetched", 1);
         self.activity.count("items_fetched", size);
@@ -296,10 +292,8 @@ impl Pager {
             at: Utc::now(),
         };
         self.bus
-            .append_fact(&self.job, &entry)
-            .await?
-            .await
-            .ctx("recording end of source")?;
+            .record_fact(&self.job, &entry, "recording end of source")
+            .await?;
         tracing::info!(job = %self.job, batches = self.checkpoint.batches, items = self.checkpoint.fetched, "fetching done");
         Ok(())
     }
@@ -311,10 +305,8 @@ impl Pager {
             at: Utc::now(),
         };
         self.bus
-            .append_fact(&self.job, &entry)
-            .await?
-            .await
-            .ctx("recording source failure")?;
+            .record_fact(&self.job, &entry, "recording source failure")
+            .await?;
         // Nothing more to read: a pager started before the reducer has
         // folded the failure (the job still says `fetching`) must not ask
         // the source again.

@@ -25,7 +25,7 @@ use std::{sync::Arc, time::Instant};
 use jetflow_protocol::{
     duration::HumanDuration,
     job::{HandlerSpec, JobState},
-    Stage,
+    names, Stage,
 };
 use jetflow_runtime::{
     ownership::supervisor, process::activity::Activity, process::metrics, process::micro, Bus,
@@ -148,7 +148,7 @@ fn spawn_consumer_metrics(
         metrics.clone(),
         Stage::Migrate,
         bus.names.tasks_stream(),
-        |name| name.starts_with("task_"),
+        |name| name.starts_with(names::TASK_CONSUMER_PREFIX),
         shutdown.clone(),
     ))
 }

@@ -282,10 +282,8 @@ impl Reducer {
     async fn append_due(&self) -> Result<()> {
         if let Some(entry) = stopping::due_entry(&self.bus, &self.state).await? {
             self.bus
-                .append_fact(&self.job, &entry)
-                .await?
-                .await
-                .ctx("appending to the ledger")?;
+                .record_fact(&self.job, &entry, "appending to the ledger")
+                .await?;
         }
         Ok(())
     }

@@ -25,6 +25,9 @@ pub const CONFIG_CONSUMER: &str = "config";
 /// Batch's durable consumer on pages.
 pub const BATCH_CONSUMER: &str = "batch";
 
+/// What every job's task consumer is named: `task_<job>`.
+pub const TASK_CONSUMER_PREFIX: &str = "task_";
+
 /// Names of everything jetflow creates under one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -162,7 +165,7 @@ impl Names {
     }
     /// A job's own task consumer; its `max_ack_pending` is the job's concurrency.
     pub fn task_consumer(&self, job: &str) -> String {
-        format!("task_{job}")
+        format!("{TASK_CONSUMER_PREFIX}{job}")
     }
 
     // ---- KV buckets -----------------------------------------------------

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
 use futures::StreamExt;
-use jetflow_protocol::{Names, Stage};
+use jetflow_protocol::{names, Names, Stage};
 use jetflow_runtime::{
     nats::provision,
     process::{activity::StatusReport, micro},
@@ -133,7 +133,7 @@ async fn check_task_consumers(js: &Context, names: &Names) -> Vec<Thing> {
     if let Ok(stream) = js.get_stream(names.tasks_stream()).await {
         let mut consumers = stream.consumers();
         while let Some(Ok(info)) = consumers.next().await {
-            if info.name.starts_with("task_") {
+            if info.name.starts_with(names::TASK_CONSUMER_PREFIX) {
                 things.push(consumer_thing(&names.tasks_stream(), &info));
             }
         }

@@ -47,17 +47,34 @@ impl Bus {
     /// # Ok(()) }
     /// ```
     pub async fn connect(args: &NatsArgs, name: &str, shutdown: &CancellationToken) -> Result<Bus> {
-        let names = args.validate()?;
+        args.validate()?;
         let client = crate::nats::connect::connect(args, name, shutdown).await?;
+        Self::provision_over(client, args, Some(shutdown)).await
+    }
+
+    /// The bus over a connection made already (the CLI connects with less
+    /// patience than a service), provisioning what is missing once.
+    pub async fn provisioned(client: Client, args: &NatsArgs) -> Result<Bus> {
+        Self::provision_over(client, args, None).await
+    }
+
+    /// Provisions over `client`; with `patience`, transient failures are
+    /// retried until it is cancelled. Services start with the cluster, and
+    /// a fresh one is still electing leaders for the streams just created:
+    /// its answers time out for a while.
+    async fn provision_over(
+        client: Client,
+        args: &NatsArgs,
+        patience: Option<&CancellationToken>,
+    ) -> Result<Bus> {
+        let names = args.validate()?;
         let js = context(&client);
         let replicas = replicas(args, &client);
         let mut delay = Duration::from_millis(250);
-        // Services start with the cluster: a fresh one is still electing
-        // leaders for the streams just created, and its answers time out.
         let kv = loop {
-            match provision::provision(&js, &names, replicas).await {
-                Ok(kv) => break kv,
-                Err(err) if err.is_transient() => {
+            match (provision::provision(&js, &names, replicas).await, patience) {
+                (Ok(kv), _) => break kv,
+                (Err(err), Some(shutdown)) if err.is_transient() => {
                     tracing::warn!(error = %err, replicas, "JetStream cannot provision yet (a cluster electing leaders?); retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return Err(Error::Shutdown),
@@ -65,23 +82,9 @@ impl Bus {
                     }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(err) => return Err(err),
+                (Err(err), _) => return Err(err),
             }
         };
-        Ok(Bus {
-            client,
-            js,
-            names,
-            kv,
-        })
-    }
-
-    /// The bus over a connection made already (the CLI connects with less
-    /// patience than a service), provisioning what is missing.
-    pub async fn provisioned(client: Client, args: &NatsArgs) -> Result<Bus> {
-        let names = args.validate()?;
-        let js = context(&client);
-        let kv = provision::provision(&js, &names, replicas(args, &client)).await?;
         Ok(Bus {
             client,
             js,
@@ -131,23 +134,24 @@ impl Bus {
         Ok(())
     }
 
-    /// Appends an entry that names its fact to `job`'s ledger, under the
-    /// de-duplication id [`LedgerEntry::msg_id`] gives it; returns the
-    /// future of the stream's acknowledgement. An entry whose id comes from
-    /// elsewhere goes through [`Bus::append_ledger`].
-    pub async fn append_fact(
-        &self,
-        job: &str,
-        entry: &LedgerEntry,
-    ) -> Result<jetstream::context::PublishAckFuture> {
+    /// Records an entry that names its fact on `job`'s ledger, under the
+    /// de-duplication id [`LedgerEntry::msg_id`] gives it, and waits for
+    /// the stream to have it; an error says it was `what` that failed. An
+    /// entry whose id comes from elsewhere goes through
+    /// [`Bus::append_ledger`].
+    pub async fn record_fact(&self, job: &str, entry: &LedgerEntry, what: &str) -> Result<()> {
         let Some(msg_id) = entry.msg_id(job) else {
             return Err(Error::nats(
-                "appending to the ledger",
+                what,
                 ErrorKind::Invalid,
                 "this entry has no id of its own; use append_ledger",
             ));
         };
-        self.append_ledger(job, entry, &msg_id).await
+        self.append_ledger(job, entry, &msg_id)
+            .await?
+            .await
+            .ctx(what)?;
+        Ok(())
     }
 
     /// Appends `entry` to `job`'s ledger with de-duplication id `msg_id`,

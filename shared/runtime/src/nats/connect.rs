@@ -21,12 +21,35 @@ use crate::{
 /// `shutdown` is cancelled; every failed attempt is a warning with its
 /// reason.
 pub async fn connect(args: &NatsArgs, name: &str, shutdown: &CancellationToken) -> Result<Client> {
+    connect_with(args, name, Patience::UntilShutdown(shutdown)).await
+}
+
+/// Connects as `name`, retrying quietly for at most `patience`; a server
+/// that refuses the connection (credentials, TLS) ends it at once. The
+/// error is the last attempt's, naming the servers and the reason.
+pub async fn connect_within(args: &NatsArgs, name: &str, patience: Duration) -> Result<Client> {
+    connect_with(args, name, Patience::For(patience)).await
+}
+
+/// How long to keep trying.
+enum Patience<'a> {
+    /// A service: until it shuts down, whatever the reason.
+    UntilShutdown(&'a CancellationToken),
+    /// A command: this long, and not at all once refused.
+    For(Duration),
+}
+
+async fn connect_with(args: &NatsArgs, name: &str, patience: Patience<'_>) -> Result<Client> {
     let addrs = addresses(args)?;
+    let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {
-        match attempt(args, name, &addrs).await {
+        let err = match attempt(args, name, &addrs).await {
             Ok(client) => return Ok(client),
-            Err(err) => {
+            Err(err) => err,
+        };
+        match patience {
+            Patience::UntilShutdown(shutdown) => {
                 tracing::warn!(error = %err, "NATS not reachable yet; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err(Error::Shutdown),
@@ -34,23 +57,10 @@ pub async fn connect(args: &NatsArgs, name: &str, shutdown: &CancellationToken) 
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-        }
-    }
-}
-
-/// Connects as `name`, retrying quietly for at most `patience`; a server
-/// that refuses the connection (credentials, TLS) ends it at once. The
-/// error is the last attempt's, naming the servers and the reason.
-pub async fn connect_within(args: &NatsArgs, name: &str, patience: Duration) -> Result<Client> {
-    let addrs = addresses(args)?;
-    let deadline = Instant::now() + patience;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match attempt(args, name, &addrs).await {
-            Ok(client) => return Ok(client),
-            Err(err) if err.kind() != ErrorKind::Transient => return Err(err),
-            Err(err) if Instant::now() + delay >= deadline => return Err(err),
-            Err(_) => {
+            Patience::For(limit) => {
+                if err.kind() != ErrorKind::Transient || started.elapsed() + delay >= limit {
+                    return Err(err);
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
