@@ -43,6 +43,12 @@ impl TestEnv {
         Self::connected(Arc::new(server), nats).await
     }
 
+    /// A shared secured server reached with `nats`, no services.
+    pub async fn secured_on(server: Arc<NatsServer>, nats: NatsArgs) -> anyhow::Result<TestEnv> {
+        init_logging();
+        Self::connected(server, nats).await
+    }
+
     async fn connected(server: Arc<NatsServer>, nats: NatsArgs) -> anyhow::Result<TestEnv> {
         let shutdown = CancellationToken::new();
         let bus = Bus::connect(&nats, "jetflow-test", &shutdown)

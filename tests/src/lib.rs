@@ -7,6 +7,7 @@ pub mod env;
 pub mod faults;
 pub mod jobs;
 pub mod jwt;
+pub mod least_privilege;
 pub mod otlp;
 pub mod pki;
 pub mod polyglot;

@@ -2,7 +2,7 @@
 //! (`make test` does it first).
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
@@ -35,11 +35,19 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Running service processes; killed on drop.
+/// Running service processes, each writing its output to its own log
+/// file; killed on drop (printing the logs' tails if the test failed).
 pub struct ServiceProcesses {
-    nats: NatsArgs,
     env: Vec<(String, String)>,
-    children: Vec<(String, Child)>,
+    children: Vec<Service>,
+    logs: tempfile::TempDir,
+}
+
+struct Service {
+    name: String,
+    nats: NatsArgs,
+    log: PathBuf,
+    child: Child,
 }
 
 impl ServiceProcesses {
@@ -59,26 +67,53 @@ impl ServiceProcesses {
         copies: usize,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_each(|_| nats.clone(), copies, env)
+    }
+
+    /// Starts `copies` processes of each stage, each stage connected with
+    /// `nats_of(its binary name)` (its own user, say).
+    pub fn start_each(
+        nats_of: impl Fn(&str) -> NatsArgs,
+        copies: usize,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut children = Vec::new();
-        for _ in 0..copies {
+        let mut services = Self {
+            env,
+            children: Vec::new(),
+            logs: tempfile::tempdir().context("creating the services' log dir")?,
+        };
+        for copy in 0..copies {
             for name in SERVICES {
-                children.push((name.to_string(), spawn(name, nats, &env)?));
+                let nats = nats_of(name);
+                let log = services.logs.path().join(format!("{name}-{copy}.log"));
+                let child = spawn(name, &nats, &services.env, &log)?;
+                services.children.push(Service {
+                    name: name.to_string(),
+                    nats,
+                    log,
+                    child,
+                });
             }
         }
-        Ok(Self {
-            nats: nats.clone(),
-            env,
-            children,
-        })
+        Ok(services)
     }
 
     /// How many processes run.
     pub fn len(&self) -> usize {
         self.children.len()
+    }
+
+    /// Everything every process has written so far.
+    pub fn output(&self) -> String {
+        self.children
+            .iter()
+            .map(|s| std::fs::read_to_string(&s.log).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Whether none run.
@@ -90,15 +125,15 @@ impl ServiceProcesses {
     /// it, and starts a fresh one of the same service; returns its name.
     pub fn kill_and_restart(&mut self, index: usize) -> anyhow::Result<String> {
         self.kill(index)?;
-        let name = self.children[index].0.clone();
-        self.children[index].1 = spawn(&name, &self.nats, &self.env)?;
-        Ok(name)
+        let service = &mut self.children[index];
+        service.child = spawn(&service.name, &service.nats, &self.env, &service.log)?;
+        Ok(service.name.clone())
     }
 
     /// Sends SIGKILL to process `index` and waits for it, without a restart.
     /// Its slot stays in [`pids`](Self::pids) with the dead pid.
     pub fn kill(&mut self, index: usize) -> anyhow::Result<()> {
-        let child = &mut self.children[index].1;
+        let child = &mut self.children[index].child;
         // SAFETY: kill(2) on the pid of a child we own and have not reaped.
         let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
         if rc != 0 {
@@ -116,22 +151,32 @@ impl ServiceProcesses {
     pub fn pids(&self) -> Vec<(String, u32)> {
         self.children
             .iter()
-            .map(|(n, c)| (n.clone(), c.id()))
+            .map(|s| (s.name.clone(), s.child.id()))
             .collect()
     }
 
     /// Fails if any process has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
-        for (name, child) in &mut self.children {
-            if let Some(status) = child.try_wait()? {
-                bail!("{name} exited: {status}");
+        for service in &mut self.children {
+            if let Some(status) = service.child.try_wait()? {
+                bail!("{} exited: {status}", service.name);
             }
         }
         Ok(())
     }
 }
 
-fn spawn(name: &str, nats: &NatsArgs, env: &[(String, String)]) -> anyhow::Result<Child> {
+fn spawn(
+    name: &str,
+    nats: &NatsArgs,
+    env: &[(String, String)],
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     Command::new(binary(name)?)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .envs(crate::shell::env_of(nats))
@@ -140,15 +185,27 @@ fn spawn(name: &str, nats: &NatsArgs, env: &[(String, String)]) -> anyhow::Resul
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
         .spawn()
         .with_context(|| format!("starting {name}"))
 }
 
 impl Drop for ServiceProcesses {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        for service in &mut self.children {
+            let _ = service.child.kill();
+            let _ = service.child.wait();
+        }
+        if std::thread::panicking() {
+            for service in &self.children {
+                let text = std::fs::read_to_string(&service.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                eprintln!("--- {} (last lines)", service.name);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }

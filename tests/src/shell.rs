@@ -28,6 +28,9 @@ pub fn env_of(nats: &NatsArgs) -> Vec<(&'static str, String)> {
         ("NATS_KEY", path(&auth.tlskey)),
         ("NATS_INBOX_PREFIX", auth.inbox_prefix.clone()),
     ];
+    if !nats.provisions() {
+        env.push(("JETFLOW_PROVISION", Some("false".into())));
+    }
     if auth.tlsfirst {
         env.push(("NATS_TLSFIRST", Some("true".into())));
     }

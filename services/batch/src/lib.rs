@@ -12,10 +12,10 @@ pub mod fanout;
 
 use std::{sync::Arc, time::Duration};
 
-use async_nats::jetstream::consumer::{pull, AckPolicy};
 use futures::StreamExt;
 use jetflow_protocol::{names, Stage};
 use jetflow_runtime::{
+    nats::stage_consumers,
     process::activity::Activity,
     process::metrics::{self, Metrics},
     process::micro,
@@ -30,7 +30,7 @@ pub struct Config {
     #[command(flatten)]
     pub service: ServiceArgs,
     /// Batches this instance fans out at once.
-    #[arg(long, env = "JETFLOW_BATCH_PARALLEL", default_value_t = 8)]
+    #[arg(long, env = "JETFLOW_BATCH_PARALLEL", default_value_t = stage_consumers::DEFAULT_BATCH_PARALLEL)]
     pub parallel: usize,
 }
 
@@ -39,7 +39,7 @@ impl Config {
     pub fn new(nats: NatsArgs) -> Self {
         Self {
             service: ServiceArgs::new(nats),
-            parallel: 8,
+            parallel: stage_consumers::DEFAULT_BATCH_PARALLEL,
         }
     }
 }
@@ -49,17 +49,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if config.parallel == 0 {
         return Err(Error::Config("--parallel: must be at least 1".into()));
     }
-    let bus = Bus::connect(&config.service.nats, Stage::Batch.service_name(), &shutdown).await?;
-    let instance = jetflow_runtime::instance_id();
-    tracing::info!(namespace = bus.names.namespace(), instance, "batch ready");
-    let activity = Activity::new(Stage::Batch, &instance, bus.names.namespace());
-    let service = micro::spawn(&bus, &activity, None, &shutdown);
     let metrics = metrics::serve(
         config.service.metrics.metrics_addr,
         Stage::Batch.service_name(),
         &shutdown,
     )
     .await?;
+    let bus = Bus::connect(&config.service.nats, Stage::Batch.service_name(), &shutdown).await?;
+    // Bind-only, a missing consumer ends the start here, not in a retry loop.
+    let pages = stage_consumers::pages(&bus.names, config.parallel);
+    bus.ensure_consumers(std::slice::from_ref(&pages), &shutdown)
+        .await?;
+    let instance = jetflow_runtime::instance_id();
+    tracing::info!(namespace = bus.names.namespace(), instance, "batch ready");
+    let activity = Activity::new(Stage::Batch, &instance, bus.names.namespace());
+    let service = micro::spawn(&bus, &activity, None, &shutdown);
+    metrics.readiness.ready(&bus.client);
     tokio::spawn(metrics::watch_consumers(
         bus.clone(),
         metrics.clone(),
@@ -85,19 +90,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
 }
 
-/// The batch consumer: pages are handed out a few per fan-out slot, and one
-/// not acked within a minute (an instance that died mid-fan-out) goes to
-/// another instance.
-fn consumer_config(bus: &Bus, config: &Config) -> pull::Config {
-    pull::Config {
-        durable_name: Some(bus.names.batch_consumer()),
-        ack_policy: AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(60),
-        max_ack_pending: config.parallel as i64 * 4,
-        ..Default::default()
-    }
-}
-
 async fn consume(
     bus: &Bus,
     config: &Config,
@@ -106,10 +98,8 @@ async fn consume(
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let consumer = bus
-        .js
-        .create_consumer_on_stream(consumer_config(bus, config), bus.names.batches_stream())
-        .await
-        .ctx("creating the batch consumer")?;
+        .durable(&stage_consumers::pages(&bus.names, config.parallel))
+        .await?;
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(config.parallel)

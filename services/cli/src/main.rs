@@ -51,6 +51,12 @@ enum Command {
     Dlq(commands::dlq::DlqArgs),
     /// Remove jobs that finished long ago, with everything kept of them.
     Gc(commands::gc::GcArgs),
+    /// Create or upgrade every stream, bucket and stage consumer (an
+    /// admin's job; services can then run --no-provision).
+    Provision(commands::provision::ProvisionArgs),
+    /// The least-privilege NATS rights of each part, as nats-server config,
+    /// nsc commands or JSON (deploy/nats/roles.conf is its output).
+    Roles(commands::roles::RolesArgs),
     /// Is everything there and moving: NATS, streams, consumers (lag),
     /// buckets, instances, breakers. Exits 1 if not.
     Health(commands::health::HealthArgs),
@@ -106,6 +112,8 @@ fn main() -> ExitCode {
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Gc(args) => commands::gc::run(args).await,
             Command::Health(args) => commands::health::run(args).await,
+            Command::Provision(args) => commands::provision::run(args).await,
+            Command::Roles(args) => commands::roles::run(args).await,
             Command::Config(args) => commands::config::run(args).await,
             Command::Workers(args) => commands::workers::run(args).await,
         }

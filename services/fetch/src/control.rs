@@ -17,16 +17,17 @@ use jetflow_protocol::{
     messages::{CancelRequest, LedgerEntry},
     names, Stage,
 };
-use jetflow_runtime::{nats::consume, Bus, Result, ResultExt};
+use jetflow_runtime::{
+    nats::{consume, stage_consumers},
+    Bus, Result, ResultExt,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Consumes cancel requests until `shutdown`.
 pub async fn cancels(bus: Bus, shutdown: CancellationToken) {
-    let names = &bus.names;
     consume::one_at_a_time(
         &bus,
-        &names.jobs_stream(),
-        consume::durable(names.cancel_consumer(), names.cancel_subject("*")),
+        stage_consumers::cancels(&bus.names),
         "cancel request",
         &shutdown,
         |bus, msg| async move { cancel(&bus, &msg).await },
@@ -36,11 +37,9 @@ pub async fn cancels(bus: Bus, shutdown: CancellationToken) {
 
 /// Consumes settings changes until `shutdown`.
 pub async fn config_changes(bus: Bus, shutdown: CancellationToken) {
-    let names = &bus.names;
     consume::one_at_a_time(
         &bus,
-        &names.jobs_stream(),
-        consume::durable(names.config_consumer(), names.config_subject("*")),
+        stage_consumers::config_changes(&bus.names),
         "settings change",
         &shutdown,
         |bus, msg| async move { reconfigure(&bus, &msg).await },

@@ -15,7 +15,7 @@ use jetflow_protocol::{
     Stage,
 };
 use jetflow_runtime::{
-    nats::{consume, task_queue},
+    nats::{consume, stage_consumers, task_queue},
     process::trace,
     Bus, ResultExt,
 };
@@ -24,11 +24,9 @@ use tracing::Instrument;
 
 /// Consumes submissions until `shutdown`.
 pub async fn run(bus: Bus, shutdown: CancellationToken) {
-    let names = &bus.names;
     consume::one_at_a_time(
         &bus,
-        &names.jobs_stream(),
-        consume::durable(names.fetch_consumer(), names.submit_subject()),
+        stage_consumers::submissions(&bus.names),
         "submission",
         &shutdown,
         |bus, msg| async move { handle(&bus, &msg).await },

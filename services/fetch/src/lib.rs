@@ -24,6 +24,7 @@ use jetflow_protocol::{
     names, Stage,
 };
 use jetflow_runtime::{
+    nats::stage_consumers,
     ownership::lease,
     ownership::supervisor,
     process::activity::Activity,
@@ -52,21 +53,25 @@ impl Config {
 
 /// Runs the fetch stage until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let bus = Bus::connect(&config.service.nats, Stage::Fetch.service_name(), &shutdown).await?;
-    let instance = jetflow_runtime::instance_id();
-    tracing::info!(namespace = bus.names.namespace(), instance, "fetch ready");
-    let activity = Activity::new(Stage::Fetch, &instance, bus.names.namespace());
     let metrics = metrics::serve(
         config.service.metrics.metrics_addr,
         Stage::Fetch.service_name(),
         &shutdown,
     )
     .await?;
+    let bus = Bus::connect(&config.service.nats, Stage::Fetch.service_name(), &shutdown).await?;
+    // Bind-only, a missing consumer ends the start here, not in a retry loop.
+    bus.ensure_consumers(&stage_consumers::of(Stage::Fetch, &bus.names, 0), &shutdown)
+        .await?;
+    let instance = jetflow_runtime::instance_id();
+    tracing::info!(namespace = bus.names.namespace(), instance, "fetch ready");
+    let activity = Activity::new(Stage::Fetch, &instance, bus.names.namespace());
     let http = source::http_client()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
 
     let tasks = TaskTracker::new();
     tasks.spawn(micro::spawn(&bus, &activity, None, &shutdown));
+    metrics.readiness.ready(&bus.client);
     tasks.spawn(intake::run(bus.clone(), shutdown.clone()));
     tasks.spawn(control::cancels(bus.clone(), shutdown.clone()));
     tasks.spawn(control::config_changes(bus.clone(), shutdown.clone()));

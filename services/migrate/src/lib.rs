@@ -76,6 +76,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if config.max_inflight == 0 {
         return Err(Error::Config("--max-inflight: must be at least 1".into()));
     }
+    let metrics = metrics::serve(
+        config.service.metrics.metrics_addr,
+        Stage::Migrate.service_name(),
+        &shutdown,
+    )
+    .await?;
     let bus = Bus::connect(
         &config.service.nats,
         Stage::Migrate.service_name(),
@@ -91,12 +97,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let activity = Activity::new(Stage::Migrate, &instance, bus.names.namespace());
     let details = breaker_details(&breakers);
     let service = micro::spawn(&bus, &activity, Some(details), &shutdown);
-    let metrics = metrics::serve(
-        config.service.metrics.metrics_addr,
-        Stage::Migrate.service_name(),
-        &shutdown,
-    )
-    .await?;
     let consumers = spawn_consumer_metrics(&bus, &metrics, &shutdown);
     let breaker_gauge = tokio::spawn(breaker::export(
         breakers.clone(),
@@ -108,6 +108,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         max_inflight = config.max_inflight,
         "migrate ready"
     );
+    metrics.readiness.ready(&bus.client);
     supervisor::per_job(&bus, &shutdown, wants, |states, stop| {
         let context = JobContext::new(
             bus.clone(),

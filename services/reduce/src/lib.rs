@@ -105,6 +105,15 @@ async fn reduce_jobs(
 
 /// Runs the reduce stage until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    if config.gc_every.get().is_zero() {
+        return Err(Error::Config("--gc-every: must be above zero".into()));
+    }
+    let metrics = metrics::serve(
+        config.service.metrics.metrics_addr,
+        Stage::Reduce.service_name(),
+        &shutdown,
+    )
+    .await?;
     let bus = Bus::connect(
         &config.service.nats,
         Stage::Reduce.service_name(),
@@ -115,17 +124,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     tracing::info!(namespace = bus.names.namespace(), instance, "reduce ready");
     let activity = Activity::new(Stage::Reduce, &instance, bus.names.namespace());
     let service = micro::spawn(&bus, &activity, None, &shutdown);
-    let job_metrics = job_metrics::JobMetrics::new(
-        metrics::serve(
-            config.service.metrics.metrics_addr,
-            Stage::Reduce.service_name(),
-            &shutdown,
-        )
-        .await?,
-    );
-    if config.gc_every.get().is_zero() {
-        return Err(Error::Config("--gc-every: must be above zero".into()));
-    }
+    let job_metrics = job_metrics::JobMetrics::new(metrics.clone());
+    metrics.readiness.ready(&bus.client);
     let retention = config.retention.0.map(|period| {
         tokio::spawn(retention::run(
             bus.clone(),

@@ -25,6 +25,10 @@ pub const CONFIG_CONSUMER: &str = "config";
 /// Batch's durable consumer on pages.
 pub const BATCH_CONSUMER: &str = "batch";
 
+/// The queue group `nats` handler workers join, in every language, so each
+/// request goes to one of them (and permissions can name it).
+pub const WORKER_QUEUE_GROUP: &str = "jetflow-workers";
+
 /// What every job's task consumer is named: `task_<job>`.
 pub const TASK_CONSUMER_PREFIX: &str = "task_";
 
@@ -145,6 +149,18 @@ impl Names {
         self.stream("DLQ")
     }
 
+    /// Every stream, in the order they are provisioned.
+    pub fn streams(&self) -> Vec<String> {
+        vec![
+            self.jobs_stream(),
+            self.batches_stream(),
+            self.tasks_stream(),
+            self.results_stream(),
+            self.events_stream(),
+            self.dlq_stream(),
+        ]
+    }
+
     // ---- consumers ------------------------------------------------------
 
     /// The fetch service's durable consumer on submissions.
@@ -201,6 +217,19 @@ impl Names {
     /// Ownership leases, keys `<role>.<job>`: `jetflow_leases`.
     pub fn leases_bucket(&self) -> String {
         self.bucket("leases")
+    }
+
+    /// Every bucket, in the order they are provisioned.
+    pub fn buckets(&self) -> Vec<String> {
+        vec![
+            self.jobs_bucket(),
+            self.batches_bucket(),
+            self.items_bucket(),
+            self.state_bucket(),
+            self.specs_bucket(),
+            self.checkpoints_bucket(),
+            self.leases_bucket(),
+        ]
     }
 
     // ---- keys -----------------------------------------------------------

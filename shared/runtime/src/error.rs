@@ -180,6 +180,20 @@ pub fn api_error_kind(err: &jetstream::Error) -> ErrorKind {
     }
 }
 
+/// Opening a bucket wraps whatever looking up its stream said as "cannot
+/// get the bucket": a time-out too, which is transient, not "not found".
+impl Classify for context::KeyValueError {
+    fn error_kind(&self) -> ErrorKind {
+        match self.kind() {
+            context::KeyValueErrorKind::InvalidStoreName => ErrorKind::Invalid,
+            context::KeyValueErrorKind::GetBucket => std::error::Error::source(self)
+                .and_then(|source| source.downcast_ref::<context::GetStreamError>())
+                .map_or(ErrorKind::NotFound, Classify::error_kind),
+            _ => ErrorKind::Transient,
+        }
+    }
+}
+
 /// Implements [`Classify`] for `async_nats::error::Error<$kind>` by a match
 /// on the kind; kinds not named are transient (timeouts, I/O, requests).
 macro_rules! classify {
@@ -244,11 +258,6 @@ classify! {
         context::GetStreamErrorKind::JetStream(err) => api_error_kind(&err),
         context::GetStreamErrorKind::EmptyName
         | context::GetStreamErrorKind::InvalidStreamName => ErrorKind::Invalid,
-        _ => ErrorKind::Transient,
-    };
-    context::KeyValueError => |k| match k {
-        context::KeyValueErrorKind::InvalidStoreName => ErrorKind::Invalid,
-        context::KeyValueErrorKind::GetBucket => ErrorKind::NotFound,
         _ => ErrorKind::Transient,
     };
     context::CreateKeyValueError => |k| match k {
@@ -338,5 +347,20 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Invalid => "invalid",
             ErrorKind::Shutdown => "shutting down",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_that_could_not_be_looked_up_in_time_is_transient_not_missing() {
+        let timed_out = context::GetStreamError::new(context::GetStreamErrorKind::Request);
+        let err =
+            context::KeyValueError::with_source(context::KeyValueErrorKind::GetBucket, timed_out);
+        assert_eq!(err.error_kind(), ErrorKind::Transient);
+        let bare = context::KeyValueError::new(context::KeyValueErrorKind::GetBucket);
+        assert_eq!(bare.error_kind(), ErrorKind::NotFound);
     }
 }

@@ -8,6 +8,7 @@
 //!   micro service reporting an instance's activity.
 //! - [`ops`] — removing finished jobs (`jetflow gc`, retention) and
 //!   dead-lettering strays.
+//! - [`security`] — the least-privilege NATS rights of each part.
 //! - [`error`] — one error type, with kinds callers match on.
 
 pub mod error;
@@ -15,6 +16,7 @@ pub mod nats;
 pub mod ops;
 pub mod ownership;
 pub mod process;
+pub mod security;
 
 pub use error::{Error, ErrorKind, Result, ResultExt};
 pub use nats::bus::{Bus, DeadLetter};

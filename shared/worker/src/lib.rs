@@ -32,7 +32,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// The queue group handler workers join (any name works; workers of other
 /// languages in the examples use this one too).
-pub const QUEUE_GROUP: &str = "jetflow-workers";
+pub const QUEUE_GROUP: &str = jetflow_protocol::names::WORKER_QUEUE_GROUP;
 
 /// Why an item's work did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

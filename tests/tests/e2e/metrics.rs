@@ -271,3 +271,61 @@ async fn prometheus_scrapes(addrs: &[SocketAddr; 4], outcomes: u64) -> anyhow::R
     );
     Ok(())
 }
+
+/// `GET <path>` on `addr`: the status code and body.
+async fn probe(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let response = reqwest::get(format!("http://{addr}{path}")).await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
+/// Polls `path` until it answers `code`.
+async fn probe_until(addr: SocketAddr, path: &str, code: u16) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match probe(addr, path).await {
+            Ok((got, body)) if got == code => return Ok(body),
+            other if tokio::time::Instant::now() > deadline => {
+                bail!("{path} never answered {code}; last {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// A stage waiting for NATS is alive and not ready; ready once connected
+/// and bound; not ready again when the server goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn probes_say_alive_while_waiting_and_ready_only_while_connected() -> anyhow::Result<()> {
+    let port = free_addr()?.port();
+    let addr = free_addr()?;
+    let nats = jetflow_runtime::NatsArgs::new(
+        [format!("nats://127.0.0.1:{port}")],
+        &jetflow_e2e::unique_namespace("probes"),
+    );
+    let mut config = jetflow_migrate::Config::new(nats);
+    config.service.metrics.metrics_addr = Some(addr);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stage = tokio::spawn(jetflow_migrate::run(config, shutdown.clone()));
+
+    assert_eq!(probe_until(addr, "/healthz", 200).await?, "alive\n");
+    let (code, why) = probe(addr, "/readyz").await?;
+    assert_eq!(code, 503);
+    assert!(why.contains("starting"), "{why}");
+
+    let options = jetflow_devkit::ServerOptions {
+        port: Some(port),
+        ..Default::default()
+    };
+    let mut server =
+        tokio::task::spawn_blocking(move || jetflow_devkit::NatsServer::start_with(options))
+            .await??;
+    assert_eq!(probe_until(addr, "/readyz", 200).await?, "ready\n");
+
+    server.kill();
+    let why = probe_until(addr, "/readyz", 503).await?;
+    assert!(why.contains("NATS connection"), "{why}");
+    assert_eq!(probe(addr, "/healthz").await?.0, 200);
+    shutdown.cancel();
+    stage.await??;
+    Ok(())
+}

@@ -26,6 +26,12 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts an `n`-node cluster and waits until every node is healthy.
     pub fn start(n: usize) -> anyhow::Result<Self> {
+        Self::start_with(n, None)
+    }
+
+    /// [`start`](Self::start), with `extra_config` appended to every node's
+    /// configuration (users and permissions, say).
+    pub fn start_with(n: usize, extra_config: Option<String>) -> anyhow::Result<Self> {
         if n == 0 {
             bail!("a cluster needs at least one node");
         }
@@ -46,7 +52,7 @@ impl NatsCluster {
                     monitor_port: monitor_ports[i],
                     store_dir: dir.path().join("store"),
                     sync_always: false,
-                    extra_config: None,
+                    extra_config: extra_config.clone(),
                     cluster: Some(ClusterConfig {
                         name: CLUSTER_NAME.to_owned(),
                         server_name: format!("n{}", i + 1),

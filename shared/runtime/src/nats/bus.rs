@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use async_nats::{jetstream, Client, HeaderMap};
+use async_nats::{
+    jetstream::{self, consumer::PullConsumer},
+    Client, HeaderMap,
+};
 use bytes::Bytes;
 use jetflow_protocol::{
     codec::{self, Format},
@@ -17,7 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::ResultExt,
-    nats::provision::{self, Buckets},
+    nats::{
+        provision::{self, Buckets},
+        stage_consumers::StageConsumer,
+    },
     process::config::NatsArgs,
     Error, ErrorKind, Result,
 };
@@ -33,10 +39,14 @@ pub struct Bus {
     pub names: Names,
     /// The KV buckets.
     pub kv: Buckets,
+    /// Whether this bus may create and update streams, buckets and stage
+    /// consumers (`false` with `--no-provision`: it only opens them).
+    pub provisions: bool,
 }
 
 impl Bus {
-    /// Connects (waiting for NATS if needed) and provisions what is missing.
+    /// Connects (waiting for NATS if needed) and provisions what is missing,
+    /// or, with `--no-provision`, checks that it all exists.
     ///
     /// ```no_run
     /// # async fn f() -> jetflow_runtime::Result<()> {
@@ -53,15 +63,17 @@ impl Bus {
     }
 
     /// The bus over a connection made already (the CLI connects with less
-    /// patience than a service), provisioning what is missing once.
+    /// patience than a service), provisioning what is missing once (or,
+    /// with `--no-provision`, checking it exists).
     pub async fn provisioned(client: Client, args: &NatsArgs) -> Result<Bus> {
         Self::provision_over(client, args, None).await
     }
 
-    /// Provisions over `client`; with `patience`, transient failures are
-    /// retried until it is cancelled. Services start with the cluster, and
-    /// a fresh one is still electing leaders for the streams just created:
-    /// its answers time out for a while.
+    /// Provisions over `client` (binds, with `--no-provision`); with
+    /// `patience`, transient failures are retried until it is cancelled.
+    /// Services start with the cluster, and a fresh one is still electing
+    /// leaders for the streams just created: its answers time out for a
+    /// while.
     async fn provision_over(
         client: Client,
         args: &NatsArgs,
@@ -69,13 +81,34 @@ impl Bus {
     ) -> Result<Bus> {
         let names = args.validate()?;
         let js = context(&client);
+        // Provisioning asks with less patience than publishing: a cluster
+        // electing leaders drops requests, and a short wait retries sooner
+        // (a time-out here is only ever retried).
+        let setup = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(3))
+            .build(client.clone());
+        let provisions = args.provisions();
         let replicas = replicas(args, &client);
         let mut delay = Duration::from_millis(250);
         let kv = loop {
-            match (provision::provision(&js, &names, replicas).await, patience) {
+            let checked = if provisions {
+                provision::provision(&setup, &names, replicas).await
+            } else {
+                provision::bind(&setup, &names).await
+            };
+            // The buckets themselves are used with the patient context.
+            let attempt = match checked {
+                Ok(_) => provision::open(&js, &names).await,
+                Err(err) => Err(err),
+            };
+            match (attempt, patience) {
                 (Ok(kv), _) => break kv,
                 (Err(err), Some(shutdown)) if err.is_transient() => {
-                    tracing::warn!(error = %err, replicas, "JetStream cannot provision yet (a cluster electing leaders?); retrying");
+                    if provisions {
+                        tracing::warn!(error = %err, replicas, "JetStream cannot provision yet (a cluster electing leaders?); retrying");
+                    } else {
+                        tracing::warn!(error = %err, "JetStream cannot show the streams and buckets yet (a cluster electing leaders?); retrying");
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => return Err(Error::Shutdown),
                         _ = tokio::time::sleep(delay) => {}
@@ -90,7 +123,62 @@ impl Bus {
             js,
             names,
             kv,
+            provisions,
         })
+    }
+
+    /// Makes sure a stage's durable consumers are there before it starts
+    /// (created, or bind-only checked), riding out transient failures until
+    /// `shutdown`: a missing consumer then ends the start with its name
+    /// instead of a warning a second from the pull loop.
+    pub async fn ensure_consumers(
+        &self,
+        consumers: &[StageConsumer],
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        for consumer in consumers {
+            let mut delay = Duration::from_millis(250);
+            loop {
+                match self.durable(consumer).await {
+                    Ok(_) => break,
+                    Err(err) if err.is_transient() => {
+                        tracing::warn!(error = %err, "JetStream cannot show the consumer yet; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Err(Error::Shutdown),
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A stage's durable consumer: created or brought up to date, or with
+    /// `--no-provision` opened as it is (an error names it when missing).
+    pub async fn durable(&self, consumer: &StageConsumer) -> Result<PullConsumer> {
+        let name = consumer.name();
+        if self.provisions {
+            return self
+                .js
+                .create_consumer_on_stream(consumer.config.clone(), &consumer.stream)
+                .await
+                .ctx(format!("creating consumer {name} on {}", consumer.stream));
+        }
+        match self
+            .js
+            .get_consumer_from_stream(name, &consumer.stream)
+            .await
+            .ctx(format!("opening consumer {name} on {}", consumer.stream))
+        {
+            Err(err) if err.is_not_found() => Err(provision::missing(&format!(
+                "consumer {name} on stream {}",
+                consumer.stream
+            ))),
+            other => other,
+        }
     }
 
     /// Connects to an already provisioned namespace without creating
@@ -111,6 +199,7 @@ impl Bus {
             js,
             names,
             kv,
+            provisions: false,
         })
     }
 
@@ -283,7 +372,7 @@ fn context(client: &Client) -> jetstream::Context {
 /// The replicas to provision with: as asked, else the size of the cluster
 /// `client` is connected to, up to 3 (a single server: 1). A cluster's size
 /// is the client URLs its servers advertise, or the URLs given if more.
-fn replicas(args: &NatsArgs, client: &Client) -> usize {
+pub fn replicas(args: &NatsArgs, client: &Client) -> usize {
     args.replicas.unwrap_or_else(|| {
         let info = client.server_info();
         match info.cluster {

@@ -149,11 +149,27 @@ pub async fn options(args: &NatsArgs, name: &str) -> Result<ConnectOptions> {
     }
     Ok(options
         .name(name)
+        .event_callback(|event| async move { say_refusal(&event) })
         .connection_timeout(Duration::from_secs(3))
         .max_reconnects(None)
         // Tasks carry whole pages; leave room beyond the 64 KiB default.
         .client_capacity(8192)
         .subscription_capacity(65_536))
+}
+
+/// The server refused a publish or subscribe for lack of a permission: it
+/// says so once, asynchronously, and the request itself then only times
+/// out, so this is the one place the reason can be seen.
+fn say_refusal(event: &async_nats::Event) {
+    if let async_nats::Event::ServerError(err) = event {
+        let text = err.to_string();
+        if text.to_ascii_lowercase().contains("permissions violation") {
+            tracing::warn!(
+                error = %text,
+                "NATS refused this user a subject it lacks the permission for (see `jetflow roles`)"
+            );
+        }
+    }
 }
 
 /// A file given by `flag` must be there to read: said now, naming the

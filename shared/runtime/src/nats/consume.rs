@@ -3,14 +3,13 @@
 
 use std::{future::Future, time::Duration};
 
-use async_nats::jetstream::{
-    consumer::{self, pull, PullConsumer},
-    AckKind, Message,
-};
+use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::ResultExt, Bus, Error, ErrorKind, Result};
+use crate::{
+    error::ResultExt, nats::stage_consumers::StageConsumer, Bus, Error, ErrorKind, Result,
+};
 
 /// Acks `msg` when `result` is `Ok`. An `Err` is our own plumbing failing
 /// — the message itself was handled or dead-lettered inside — so it is
@@ -35,18 +34,7 @@ pub async fn settle(msg: &Message, result: Result<()>, what: &str) {
     }
 }
 
-/// The config of a durable, explicitly acknowledged consumer `name` of the
-/// messages on `filter`.
-pub fn durable(name: String, filter: String) -> pull::Config {
-    pull::Config {
-        durable_name: Some(name),
-        filter_subject: filter,
-        ack_policy: consumer::AckPolicy::Explicit,
-        ..Default::default()
-    }
-}
-
-/// Pulls from the durable consumer `config` on `stream` until `shutdown`,
+/// Pulls from the stage's durable `consumer` until `shutdown`,
 /// one message at a time, settling each with `handle`'s result. A pull that
 /// is interrupted (consumer deleted, stream gone) starts again after a second.
 ///
@@ -54,8 +42,7 @@ pub fn durable(name: String, filter: String) -> pull::Config {
 /// copies of the bus and the message.
 pub async fn one_at_a_time<F, Fut>(
     bus: &Bus,
-    stream: &str,
-    config: pull::Config,
+    consumer: StageConsumer,
     what: &str,
     shutdown: &CancellationToken,
     handle: F,
@@ -64,7 +51,7 @@ pub async fn one_at_a_time<F, Fut>(
     Fut: Future<Output = Result<()>> + Send,
 {
     while !shutdown.is_cancelled() {
-        if let Err(err) = pull(bus, stream, &config, what, shutdown, &handle).await {
+        if let Err(err) = pull(bus, &consumer, what, shutdown, &handle).await {
             tracing::warn!(error = %err, "{what} consumer interrupted; restarting");
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -76,8 +63,7 @@ pub async fn one_at_a_time<F, Fut>(
 
 async fn pull<F, Fut>(
     bus: &Bus,
-    stream: &str,
-    config: &pull::Config,
+    consumer: &StageConsumer,
     what: &str,
     shutdown: &CancellationToken,
     handle: &F,
@@ -86,11 +72,7 @@ where
     F: Fn(Bus, Message) -> Fut,
     Fut: Future<Output = Result<()>> + Send,
 {
-    let consumer: PullConsumer = bus
-        .js
-        .create_consumer_on_stream(config.clone(), stream)
-        .await
-        .ctx(format!("creating the {what} consumer"))?;
+    let consumer = bus.durable(consumer).await?;
     let mut messages = consumer.messages().await.ctx(format!("pulling {what}"))?;
     loop {
         let next = tokio::select! {

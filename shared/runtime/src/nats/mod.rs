@@ -7,5 +7,6 @@ pub mod connect;
 pub mod consume;
 pub mod provision;
 pub mod scan;
+pub mod stage_consumers;
 pub mod task_queue;
 pub mod watch;

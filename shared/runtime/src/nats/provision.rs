@@ -125,12 +125,19 @@ pub async fn open(js: &jetstream::Context, names: &Names) -> Result<Buckets> {
     let mut stores = Vec::new();
     for config in bucket_configs(names, 1) {
         let name = config.bucket;
-        let store = js.get_key_value(&name).await.map_err(|e| {
-            Error::Config(format!(
-                "bucket {name} not found ({e}): is jetflow running in namespace {:?}?",
+        // Looked up as a stream first, so that a time-out stays transient:
+        // opening a bucket calls every failure "not found".
+        if existing_config(js, &format!("KV_{name}")).await?.is_none() {
+            return Err(Error::Config(format!(
+                "bucket {name} not found: nothing is provisioned in namespace {:?} \
+                 (run `jetflow provision`, or start a service there)",
                 names.namespace()
-            ))
-        })?;
+            )));
+        }
+        let store = js
+            .get_key_value(&name)
+            .await
+            .ctx(format!("opening bucket {name}"))?;
         stores.push(store);
     }
     buckets(stores)
@@ -138,46 +145,159 @@ pub async fn open(js: &jetstream::Context, names: &Names) -> Result<Buckets> {
 
 /// Creates what is missing and brings what exists up to date; returns the
 /// buckets.
+pub async fn provision(js: &jetstream::Context, names: &Names, replicas: usize) -> Result<Buckets> {
+    Ok(provision_reporting(js, names, replicas).await?.0)
+}
+
+/// What provisioning found and did to one stream or bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provisioned {
+    /// `stream`, `bucket` or `consumer`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// Its replicas now.
+    pub replicas: usize,
+    /// Whether it was created.
+    pub created: bool,
+    /// Whether it existed and was changed (else it was current already).
+    pub updated: bool,
+}
+
+/// [`provision`], saying what it did to each stream and bucket.
 ///
 /// An existing stream or bucket never loses replicas: a service started
 /// without `--replicas 3` against a cluster must not quietly turn R3 streams
 /// into R1 (the server does it — "stream remapping" — and a node loss then
 /// takes the streams it held with it). It only gains them, and a stream gains
 /// the subjects a newer version needs.
-pub async fn provision(js: &jetstream::Context, names: &Names, replicas: usize) -> Result<Buckets> {
+pub async fn provision_reporting(
+    js: &jetstream::Context,
+    names: &Names,
+    replicas: usize,
+) -> Result<(Buckets, Vec<Provisioned>)> {
+    let mut report = Vec::new();
     for mut config in stream_configs(names, replicas) {
         let name = config.name.clone();
-        if let Some(existing) = existing_replicas(js, &name).await? {
-            config.num_replicas = config.num_replicas.max(existing);
+        let existing = existing_config(js, &name).await?;
+        let current = existing
+            .as_ref()
+            .is_some_and(|e| stream_is_current(e, &config));
+        if let Some(existing) = &existing {
+            config.num_replicas = config.num_replicas.max(existing.num_replicas);
         }
-        retry_conflicts(|| js.create_or_update_stream(config.clone()))
-            .await
-            .ctx(format!("provisioning stream {name}"))?;
+        // Leaving a current stream alone spares the cluster's meta leader a
+        // proposal per stream per service start (four services starting on
+        // a fresh cluster made dozens at once).
+        if !current {
+            retry_conflicts(|| js.create_or_update_stream(config.clone()))
+                .await
+                .ctx(format!("provisioning stream {name}"))?;
+        }
+        report.push(Provisioned {
+            kind: "stream",
+            name,
+            replicas: config.num_replicas,
+            created: existing.is_none(),
+            updated: existing.is_some() && !current,
+        });
     }
     let mut stores = Vec::new();
     for mut config in bucket_configs(names, replicas) {
         let name = config.bucket.clone();
-        if let Some(existing) = existing_replicas(js, &format!("KV_{name}")).await? {
-            config.num_replicas = config.num_replicas.max(existing);
+        let existing = existing_config(js, &format!("KV_{name}")).await?;
+        let current = existing
+            .as_ref()
+            .is_some_and(|e| bucket_is_current(e, &config));
+        if let Some(existing) = &existing {
+            config.num_replicas = config.num_replicas.max(existing.num_replicas);
         }
-        let store = retry_conflicts(|| js.create_or_update_key_value(config.clone()))
-            .await
-            .ctx(format!("provisioning bucket {name}"))?;
+        let store = if current {
+            js.get_key_value(&name)
+                .await
+                .ctx(format!("opening bucket {name}"))?
+        } else {
+            retry_conflicts(|| js.create_or_update_key_value(config.clone()))
+                .await
+                .ctx(format!("provisioning bucket {name}"))?
+        };
         stores.push(store);
+        report.push(Provisioned {
+            kind: "bucket",
+            name,
+            replicas: config.num_replicas,
+            created: existing.is_none(),
+            updated: existing.is_some() && !current,
+        });
     }
-    buckets(stores)
+    Ok((buckets(stores)?, report))
+}
+
+/// Whether `existing` already is what `wanted` asks for (replicas: at
+/// least as many).
+fn stream_is_current(existing: &stream::Config, wanted: &stream::Config) -> bool {
+    let subjects = |c: &stream::Config| {
+        let mut s = c.subjects.clone();
+        s.sort();
+        s
+    };
+    subjects(existing) == subjects(wanted)
+        && existing.retention == wanted.retention
+        && existing.max_age == wanted.max_age
+        && existing.storage == wanted.storage
+        && existing.duplicate_window == wanted.duplicate_window
+        && existing.discard == wanted.discard
+        && existing.num_replicas >= wanted.num_replicas
+}
+
+/// Whether the stream `existing` of a bucket already is what `wanted` asks
+/// for.
+fn bucket_is_current(existing: &stream::Config, wanted: &kv::Config) -> bool {
+    existing.max_messages_per_subject == wanted.history
+        && existing.max_age == wanted.max_age
+        && existing.storage == wanted.storage
+        && existing.num_replicas >= wanted.num_replicas
+}
+
+/// Opens every stream and bucket without creating or changing any, for a
+/// service started with `--no-provision`; the error names the first one
+/// missing.
+pub async fn bind(js: &jetstream::Context, names: &Names) -> Result<Buckets> {
+    for config in stream_configs(names, 1) {
+        if existing_replicas(js, &config.name).await?.is_none() {
+            return Err(missing(&format!("stream {}", config.name)));
+        }
+    }
+    for config in bucket_configs(names, 1) {
+        let name = config.bucket;
+        if existing_replicas(js, &format!("KV_{name}"))
+            .await?
+            .is_none()
+        {
+            return Err(missing(&format!("bucket {name}")));
+        }
+    }
+    open(js, names).await
+}
+
+/// The error of a bind-only service that finds `what` missing.
+pub fn missing(what: &str) -> Error {
+    Error::Config(format!(
+        "{what} does not exist, and --no-provision (JETFLOW_PROVISION=false) forbids creating it: \
+         run `jetflow provision` as an admin"
+    ))
 }
 
 /// Replicas of an existing stream, `None` if there is no such stream.
 async fn existing_replicas(js: &jetstream::Context, stream: &str) -> Result<Option<usize>> {
+    Ok(existing_config(js, stream).await?.map(|c| c.num_replicas))
+}
+
+/// The configuration of an existing stream, `None` if there is no such
+/// stream.
+async fn existing_config(js: &jetstream::Context, stream: &str) -> Result<Option<stream::Config>> {
     match js.get_stream(stream).await {
-        Ok(mut handle) => {
-            let info = handle
-                .info()
-                .await
-                .ctx(format!("reading stream {stream}"))?;
-            Ok(Some(info.config.num_replicas))
-        }
+        Ok(handle) => Ok(Some(handle.cached_info().config.clone())),
         Err(err) => match err.kind() {
             jetstream::context::GetStreamErrorKind::JetStream(api)
                 if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
@@ -225,5 +345,51 @@ where
             }
             Err(err) => return Err(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_as_wanted_or_with_more_replicas_is_current_any_other_change_is_not() {
+        let names = Names::default();
+        let wanted = stream_configs(&names, 3).remove(0);
+        assert!(stream_is_current(&wanted, &wanted));
+        let mut reordered = wanted.clone();
+        reordered.subjects.reverse();
+        assert!(stream_is_current(&reordered, &wanted));
+        let mut r5 = wanted.clone();
+        r5.num_replicas = 5;
+        assert!(stream_is_current(&r5, &wanted));
+        let mut r1 = wanted.clone();
+        r1.num_replicas = 1;
+        assert!(!stream_is_current(&r1, &wanted), "gains replicas");
+        let mut older = wanted.clone();
+        older.subjects.pop();
+        assert!(!stream_is_current(&older, &wanted), "gains subjects");
+        let mut aged = wanted.clone();
+        aged.max_age = Duration::from_secs(1);
+        assert!(!stream_is_current(&aged, &wanted));
+    }
+
+    #[test]
+    fn a_bucket_is_current_with_its_history_age_and_replicas() {
+        let names = Names::default();
+        let wanted = bucket_configs(&names, 3).remove(0);
+        let existing = stream::Config {
+            max_messages_per_subject: wanted.history,
+            max_age: wanted.max_age,
+            storage: wanted.storage,
+            num_replicas: 3,
+            ..Default::default()
+        };
+        assert!(bucket_is_current(&existing, &wanted));
+        let shallow = stream::Config {
+            max_messages_per_subject: 1,
+            ..existing.clone()
+        };
+        assert!(!bucket_is_current(&shallow, &wanted));
     }
 }

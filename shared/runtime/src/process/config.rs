@@ -27,6 +27,22 @@ pub struct NatsArgs {
     /// cluster's size up to 3 (1 on a single server).
     #[arg(long, env = "JETFLOW_REPLICAS")]
     pub replicas: Option<usize>,
+    /// Bind only: use the streams, buckets and stage consumers that exist
+    /// and never create or change them (exit, naming what is missing), so
+    /// the user needs no stream-admin rights; `jetflow provision` makes them.
+    #[arg(long = "no-provision")]
+    pub no_provision: bool,
+    /// Whether to create and upgrade what is missing; `false` is
+    /// `--no-provision`.
+    #[arg(
+        long = "provision",
+        env = "JETFLOW_PROVISION",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub provision: bool,
     /// Credentials and TLS.
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -253,6 +269,7 @@ impl fmt::Debug for NatsArgs {
             .field("nats_url", &self.display_urls())
             .field("namespace", &self.namespace)
             .field("replicas", &self.replicas)
+            .field("provisions", &self.provisions())
             .field("auth", &self.auth)
             .finish()
     }
@@ -265,8 +282,22 @@ impl NatsArgs {
             nats_url: urls.into_iter().map(Into::into).collect(),
             namespace: namespace.to_string(),
             replicas: None,
+            no_provision: false,
+            provision: true,
             auth: AuthArgs::default(),
         }
+    }
+
+    /// Whether streams, buckets and stage consumers may be created and
+    /// changed (not with `--no-provision` or `JETFLOW_PROVISION=false`).
+    pub fn provisions(&self) -> bool {
+        self.provision && !self.no_provision
+    }
+
+    /// The same settings, bind only.
+    pub fn bind_only(mut self) -> Self {
+        self.no_provision = true;
+        self
     }
 
     /// The server URLs without any credentials written in them: what logs

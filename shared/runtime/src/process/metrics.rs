@@ -20,7 +20,10 @@ use opentelemetry::{
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Result};
+use crate::{
+    process::probes::{self, Readiness},
+    Error, Result,
+};
 
 /// Items that finished a handler call, by `job_kind` and `status`
 /// (`succeeded`, `failed`, `retried`, `held`) — counted by migrate.
@@ -70,6 +73,8 @@ pub struct Metrics {
     pub outcomes: Counter<u64>,
     /// See [`JOBS_ENDED`].
     pub jobs_ended: Counter<u64>,
+    /// What `/readyz` answers; the stage says when it is up.
+    pub readiness: Readiness,
 }
 
 impl Metrics {
@@ -110,6 +115,7 @@ impl Metrics {
                 .build(),
             meter,
             enabled: true,
+            readiness: Readiness::default(),
         }
     }
 
@@ -257,9 +263,11 @@ fn key(labels: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Starts the Prometheus endpoint (`GET /metrics`) on `addr` for `service`
-/// and returns its instruments; with no address, instruments that record
-/// nothing.
+/// Starts the Prometheus endpoint (`GET /metrics`, and the
+/// [probes](super::probes) `/healthz` and `/readyz`) on `addr` for
+/// `service` and returns its instruments; with no address, instruments that
+/// record nothing. Stages start it before they connect, so an orchestrator
+/// sees them alive while they wait for NATS.
 pub async fn serve(
     addr: Option<SocketAddr>,
     service: &str,
@@ -276,10 +284,11 @@ pub async fn serve(
         .map_err(|e| Error::Config(format!("--metrics-addr: {e}")))?;
     let provider = SdkMeterProvider::builder().with_reader(exporter).build();
     let meter = provider.meter("jetflow");
+    let metrics = Metrics::new(meter);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Config(format!("--metrics-addr {addr}: {e}")))?;
-    let app = axum::Router::new().route(
+    let app = probes::routes(metrics.readiness.clone()).route(
         "/metrics",
         axum::routing::get(move || {
             let registry = registry.clone();
@@ -305,7 +314,7 @@ pub async fn serve(
         }
         drop(provider);
     });
-    Ok(Metrics::new(meter))
+    Ok(metrics)
 }
 
 /// How often consumer gauges are refreshed.

@@ -5,6 +5,7 @@ pub mod activity;
 pub mod config;
 pub mod metrics;
 pub mod micro;
+pub mod probes;
 pub mod service;
 pub mod signals;
 pub mod telemetry;
