@@ -177,13 +177,14 @@ fn spawn(
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
+    // The caller's env last: it may set RUST_LOG too.
     Command::new(binary(name)?)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .envs(crate::shell::env_of(nats))
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
+        .envs(crate::shell::env_of(nats))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)

@@ -247,3 +247,87 @@ async fn tls_first_against_handshake_first() -> anyhow::Result<()> {
     nats.auth.tlsfirst = true;
     a_job_runs(server, nats).await
 }
+
+/// A password given by env (the services), by flag and in a URL (the CLI)
+/// reaches no output of any process, with debug logs on; a wrong one
+/// neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_secret_reaches_any_output_even_with_debug_logs() -> anyhow::Result<()> {
+    let config =
+        format!(r#"authorization {{ users: [ {{ user: "jetflow", password: "{PASSWORD}" }} ] }}"#);
+    let server = secured_server(config).await?;
+    let mut nats = args(server.url(), "secrets");
+    nats.auth.user = Some("jetflow".into());
+    nats.auth.password = Some(PASSWORD.into());
+    let env = TestEnv::secured(server, nats).await?;
+    let debug = [("RUST_LOG", "debug")];
+    let services = jetflow_e2e::ServiceProcesses::start_with_env(&env.nats, 1, &debug)?;
+    let mock = MockAgents::start(MockAgentsConfig {
+        agents: 30,
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("job.json");
+    std::fs::write(
+        &file,
+        jobs::agents_job("quiet", &mock, json!({})).to_string(),
+    )?;
+    let file = file.to_string_lossy().into_owned();
+
+    let namespace = ("JETFLOW_NAMESPACE", env.nats.namespace.clone());
+    let rust_log = ("RUST_LOG", "debug".to_string());
+    let url = env.server.url();
+    let in_url = url.replace("nats://", &format!("nats://jetflow:{PASSWORD}@"));
+    let wrong = "wrong-7c1e-never-logged";
+    let runs: [(Vec<&str>, Option<i32>); 3] = [
+        (
+            vec!["submit", &file, "--wait", "--nats-url", &in_url],
+            Some(0),
+        ),
+        (
+            vec![
+                "status",
+                "quiet",
+                "--nats-url",
+                &url,
+                "--user",
+                "jetflow",
+                "--password",
+                PASSWORD,
+            ],
+            Some(0),
+        ),
+        (
+            vec![
+                "status",
+                "quiet",
+                "--nats-url",
+                &url,
+                "--user",
+                "jetflow",
+                "--password",
+                wrong,
+            ],
+            Some(1),
+        ),
+    ];
+    let mut output = String::new();
+    for (argv, code) in &runs {
+        let env = [namespace.clone(), rust_log.clone()];
+        let out = cli::run_with_env(argv, &env, jobs::JOB_DEADLINE).await?;
+        assert_eq!(out.status.code(), *code, "{argv:?}: {}", text(&out.stderr));
+        output.push_str(&text(&out.stdout));
+        output.push_str(&text(&out.stderr));
+    }
+    let state = jobs::wait_for_end(&env.bus, "quiet").await?;
+    assert_eq!(state.succeeded, 30);
+    output.push_str(&services.output());
+    // Debug logs were on: there is plenty a secret could have hidden in.
+    assert!(output.contains("DEBUG"), "debug logs were written");
+    for secret in [PASSWORD, wrong] {
+        assert!(!output.contains(secret), "{secret} in the output");
+    }
+    drop(services);
+    Ok(())
+}

@@ -10,9 +10,10 @@
 //! What each right is for is said beside it (docs/security.md has the
 //! summary).
 
-use std::collections::BTreeSet;
-
 use jetflow_protocol::{Names, Stage};
+
+use super::grants::Grants;
+pub use super::grants::Permissions;
 
 /// The parts of a jetflow deployment, each its own NATS user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,17 +113,6 @@ pub struct Scope {
     pub external_jobs: Vec<String>,
 }
 
-/// One role's rights.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Permissions {
-    /// Subjects it may publish to.
-    pub publish: BTreeSet<String>,
-    /// Subjects it may subscribe to (`subject queue` restricts the group).
-    pub subscribe: BTreeSet<String>,
-    /// Whether it may answer requests it received (micro services do).
-    pub responses: bool,
-}
-
 /// The prefix of `role`'s reply subjects (`--inbox-prefix`): its own, so no
 /// other user's `_INBOX.>` right reads its replies.
 pub fn inbox_prefix(names: &Names, role: Role) -> String {
@@ -131,7 +121,7 @@ pub fn inbox_prefix(names: &Names, role: Role) -> String {
 
 /// `role`'s rights in `names`' namespace.
 pub fn permissions(names: &Names, role: Role, scope: &Scope) -> Permissions {
-    let mut g = Grants::new(names, role);
+    let mut g = Grants::new(names, inbox_prefix(names, role));
     match role {
         Role::Fetch => fetch(&mut g, scope),
         Role::Batch => batch(&mut g),
@@ -325,150 +315,6 @@ fn admin(g: &mut Grants) {
     }
     for bucket in n.buckets() {
         g.publish(format!("$KV.{bucket}.>"));
-    }
-}
-
-/// Rights being gathered for one role.
-struct Grants {
-    names: Names,
-    role: Role,
-    permissions: Permissions,
-}
-
-impl Grants {
-    fn new(names: &Names, role: Role) -> Self {
-        Self {
-            names: names.clone(),
-            role,
-            permissions: Permissions::default(),
-        }
-    }
-
-    fn done(self) -> Permissions {
-        self.permissions
-    }
-
-    fn publish(&mut self, subject: String) {
-        self.permissions.publish.insert(subject);
-    }
-
-    fn publish_all(&mut self, subjects: &[String]) {
-        for subject in subjects {
-            self.publish(subject.clone());
-        }
-    }
-
-    fn subscribe(&mut self, subject: String) {
-        self.permissions.subscribe.insert(subject);
-    }
-
-    fn responses(&mut self) {
-        self.permissions.responses = true;
-    }
-
-    /// Replies to its own requests (JetStream API answers, publish acks,
-    /// watch deliveries) come to its own inbox.
-    fn inbox(&mut self) {
-        let prefix = inbox_prefix(&self.names, self.role);
-        self.subscribe(format!("{prefix}.>"));
-    }
-
-    /// Looking up every stream and bucket, as every part does at start
-    /// (a bind-only check), without touching their messages.
-    fn bind(&mut self) {
-        self.inbox();
-        let n = self.names.clone();
-        for stream in n.streams() {
-            self.publish(format!("$JS.API.STREAM.INFO.{stream}"));
-        }
-        for bucket in n.buckets() {
-            self.publish(format!("$JS.API.STREAM.INFO.KV_{bucket}"));
-        }
-    }
-
-    /// What every stage does: bind, answer as a micro service, write its
-    /// own dead letters.
-    fn stage(&mut self, stage: Stage) {
-        self.bind();
-        let name = stage.service_name();
-        for verb in ["PING", "INFO", "STATS"] {
-            self.subscribe(format!("$SRV.{verb}"));
-            self.subscribe(format!("$SRV.{verb}.{name}"));
-            self.subscribe(format!("$SRV.{verb}.{name}.*"));
-        }
-        self.subscribe(format!("{}.*", self.names.service_group(stage)));
-        self.responses();
-        self.publish(self.names.dlq_subject(stage, "*"));
-    }
-
-    /// Pulling from `consumer` (`*`: any) on `stream` and acknowledging,
-    /// in both forms of the ack subject (nats-server 2.15 makes
-    /// `$JS.ACK.<domain>.<account>.<stream>...` the default).
-    fn pull(&mut self, stream: &str, consumer: &str) {
-        self.inbox();
-        self.publish(format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"));
-        self.publish(format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"));
-        self.publish(format!("$JS.ACK.{stream}.{consumer}.>"));
-        self.publish(format!("$JS.ACK.*.*.{stream}.{consumer}.>"));
-    }
-
-    /// Reading a stream's messages in order through an ordered consumer
-    /// (the server names it and asks for flow control).
-    fn read_stream(&mut self, stream: &str) {
-        self.inbox();
-        self.publish(format!("$JS.API.STREAM.INFO.{stream}"));
-        self.publish(format!("$JS.API.CONSUMER.CREATE.{stream}"));
-        self.publish(format!("$JS.API.CONSUMER.CREATE.{stream}.>"));
-        self.publish(format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.*"));
-        // An ordered consumer checks on itself after a reconnect.
-        self.publish(format!("$JS.API.CONSUMER.INFO.{stream}.*"));
-        self.publish(format!("$JS.FC.{stream}.>"));
-        self.publish(format!("$JS.API.DIRECT.GET.{stream}"));
-        self.publish(format!("$JS.API.DIRECT.GET.{stream}.>"));
-        self.publish(format!("$JS.API.STREAM.MSG.GET.{stream}"));
-    }
-
-    /// Getting keys of `bucket`.
-    fn read_bucket(&mut self, bucket: &str) {
-        self.read_key(bucket, ">");
-    }
-
-    /// Getting one key of `bucket` (`>`: any).
-    fn read_key(&mut self, bucket: &str, key: &str) {
-        self.inbox();
-        self.publish(format!("$JS.API.STREAM.INFO.KV_{bucket}"));
-        self.publish(format!("$JS.API.DIRECT.GET.KV_{bucket}"));
-        self.publish(format!("$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{key}"));
-    }
-
-    /// Watching and listing `bucket`'s keys.
-    fn watch_bucket(&mut self, bucket: &str) {
-        self.read_bucket(bucket);
-        self.read_stream(&format!("KV_{bucket}"));
-    }
-
-    /// Putting, creating, updating and deleting keys of `bucket`.
-    fn write_bucket(&mut self, bucket: &str) {
-        self.read_bucket(bucket);
-        self.publish(format!("$KV.{bucket}.>"));
-    }
-
-    /// Holding leases of `role` (`<role>.<job>` keys).
-    fn lease(&mut self, role: &str) {
-        let bucket = self.names.leases_bucket();
-        self.read_bucket(&bucket);
-        self.publish(format!("$KV.{bucket}.{role}.>"));
-    }
-
-    /// Publishing lifecycle events.
-    fn events(&mut self) {
-        self.publish(self.names.event_subject("*", "*"));
-    }
-
-    /// Moving strays of `stream` to the DLQ ([`crate::ops::janitor`]).
-    fn sweep(&mut self, stream: &str) {
-        self.read_stream(stream);
-        self.publish(format!("$JS.API.STREAM.MSG.DELETE.{stream}"));
     }
 }
 
