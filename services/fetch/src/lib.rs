@@ -61,7 +61,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     .await?;
     let bus = Bus::connect(&config.service.nats, Stage::Fetch.service_name(), &shutdown).await?;
     // Bind-only, a missing consumer ends the start here, not in a retry loop.
-    bus.ensure_consumers(&stage_consumers::of(Stage::Fetch, &bus.names, 0), &shutdown)
+    bus.ensure_consumers(&stage_consumers::fetch(&bus.names), &shutdown)
         .await?;
     let instance = jetflow_runtime::instance_id();
     tracing::info!(namespace = bus.names.namespace(), instance, "fetch ready");

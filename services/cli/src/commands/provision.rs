@@ -23,6 +23,30 @@ pub struct ProvisionArgs {
     pub nats: NatsArgs,
 }
 
+/// How long `jetflow provision` rides out a cluster electing leaders (run
+/// from a Job next to a fresh cluster, it often is).
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `op`, tried again on transient failures until [`PATIENCE`] is spent.
+async fn patiently<T, F, Fut>(op: F) -> jetflow_runtime::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = jetflow_runtime::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut delay = std::time::Duration::from_millis(250);
+    loop {
+        match op().await {
+            Err(err) if err.is_transient() && tokio::time::Instant::now() < deadline => {
+                eprintln!("jetflow: {err}; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// One line of the report.
 #[derive(Debug, serde::Serialize)]
 struct Line {
@@ -36,7 +60,9 @@ struct Line {
 pub async fn run(args: ProvisionArgs) -> anyhow::Result<u8> {
     let (client, js, names) = connect::bare(&args.nats).await?;
     let replicas = bus::replicas(&args.nats, &client);
-    let (_, report) = provision::provision_reporting(&js, &names, replicas).await?;
+    let report = patiently(|| provision::provision_reporting(&js, &names, replicas))
+        .await?
+        .1;
     let mut lines: Vec<Line> = report
         .into_iter()
         .map(|p| Line {

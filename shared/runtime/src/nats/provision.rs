@@ -122,17 +122,30 @@ pub fn bucket_configs(names: &Names, replicas: usize) -> Vec<kv::Config> {
 /// Opens the buckets of an already provisioned namespace, creating nothing
 /// (for read-only tools).
 pub async fn open(js: &jetstream::Context, names: &Names) -> Result<Buckets> {
+    open_or(js, names, |bucket| {
+        Error::Config(format!(
+            "bucket {bucket} not found: nothing is provisioned in namespace {:?} \
+             (run `jetflow provision`, or start a service there)",
+            names.namespace()
+        ))
+    })
+    .await
+}
+
+/// Opens the buckets; a missing one is the error `missing` makes of its
+/// name.
+async fn open_or(
+    js: &jetstream::Context,
+    names: &Names,
+    missing: impl Fn(&str) -> Error,
+) -> Result<Buckets> {
     let mut stores = Vec::new();
     for config in bucket_configs(names, 1) {
         let name = config.bucket;
         // Looked up as a stream first, so that a time-out stays transient:
         // opening a bucket calls every failure "not found".
         if existing_config(js, &format!("KV_{name}")).await?.is_none() {
-            return Err(Error::Config(format!(
-                "bucket {name} not found: nothing is provisioned in namespace {:?} \
-                 (run `jetflow provision`, or start a service there)",
-                names.namespace()
-            )));
+            return Err(missing(&name));
         }
         let store = js
             .get_key_value(&name)
@@ -268,16 +281,7 @@ pub async fn bind(js: &jetstream::Context, names: &Names) -> Result<Buckets> {
             return Err(missing(&format!("stream {}", config.name)));
         }
     }
-    for config in bucket_configs(names, 1) {
-        let name = config.bucket;
-        if existing_replicas(js, &format!("KV_{name}"))
-            .await?
-            .is_none()
-        {
-            return Err(missing(&format!("bucket {name}")));
-        }
-    }
-    open(js, names).await
+    open_or(js, names, |bucket| missing(&format!("bucket {bucket}"))).await
 }
 
 /// The error of a bind-only service that finds `what` missing.

@@ -73,10 +73,15 @@ pub fn pages(names: &Names, parallel: usize) -> StageConsumer {
     }
 }
 
+/// Fetch's three consumers.
+pub fn fetch(names: &Names) -> Vec<StageConsumer> {
+    vec![submissions(names), cancels(names), config_changes(names)]
+}
+
 /// The durable consumers `stage` pulls from.
 pub fn of(stage: Stage, names: &Names, batch_parallel: usize) -> Vec<StageConsumer> {
     match stage {
-        Stage::Fetch => vec![submissions(names), cancels(names), config_changes(names)],
+        Stage::Fetch => fetch(names),
         Stage::Batch => vec![pages(names, batch_parallel)],
         Stage::Migrate | Stage::Reduce => Vec::new(),
     }
