@@ -3,6 +3,9 @@
 # Generated from the subject names in the code; do not edit. Made with:
 #   jetflow roles --format nsc --handler-subject 'agents.>' --source-subject 'agents.pages'
 # Run with an operator and account set up (nsc add operator / nsc add account).
+# A user's JWT travels in its CONNECT line, and those of reduce, viewer and
+# admin are longer than nats-server's default 4 KB: set
+# `max_control_line: 64KB` in the server's config.
 set -eu
 ACCOUNT="${ACCOUNT:-JETFLOW}"
 

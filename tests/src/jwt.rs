@@ -90,17 +90,47 @@ impl Operator {
     }
 }
 
-/// A user of `account`, as a `.creds` file at `path`.
-fn write_creds(path: &Path, account: &KeyPair, user: &KeyPair) -> anyhow::Result<()> {
-    let jwt = sign(
-        account,
-        &user.public_key(),
-        "jetflow-user",
-        json!({
-            "type": "user", "version": 2, "pub": {}, "sub": {},
+impl Operator {
+    /// A user of the account named `name` whose rights are `permissions`
+    /// (as `nsc add user --allow-pub ... --allow-sub ... --allow-pub-response`
+    /// makes them), as a `.creds` file at `path`.
+    pub fn user_creds(
+        &self,
+        path: &Path,
+        name: &str,
+        permissions: &jetflow_runtime::security::roles::Permissions,
+    ) -> anyhow::Result<()> {
+        let mut claims = json!({
+            "type": "user", "version": 2,
+            "pub": {"allow": permissions.publish},
+            "sub": {"allow": permissions.subscribe},
             "subs": -1, "data": -1, "payload": -1
-        }),
-    )?;
+        });
+        if permissions.responses {
+            claims["resp"] = json!({"max": 1, "ttl": 0});
+        }
+        write_user(path, &self.account, &KeyPair::new_user(), name, claims)
+    }
+}
+
+/// A user of `account` with every right, as a `.creds` file at `path`.
+fn write_creds(path: &Path, account: &KeyPair, user: &KeyPair) -> anyhow::Result<()> {
+    let claims = json!({
+        "type": "user", "version": 2, "pub": {}, "sub": {},
+        "subs": -1, "data": -1, "payload": -1
+    });
+    write_user(path, account, user, "jetflow-user", claims)
+}
+
+/// A user of `account` with `claims`, as a `.creds` file at `path`.
+fn write_user(
+    path: &Path,
+    account: &KeyPair,
+    user: &KeyPair,
+    name: &str,
+    claims: Value,
+) -> anyhow::Result<()> {
+    let jwt = sign(account, &user.public_key(), name, claims)?;
     let seed = user.seed()?;
     let creds = format!(
         "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\

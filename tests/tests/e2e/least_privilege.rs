@@ -409,3 +409,68 @@ async fn a_stage_without_one_of_its_rights_stalls_the_job() -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// The same roles as user JWTs in operator mode (what `deploy/nats/nsc.sh`
+/// makes with nsc, minted here): provisioned by the admin's creds, a job
+/// runs with every part on its own `.creds`, and nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_roles_as_user_jwts_run_a_job_in_operator_mode() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let operator = jetflow_e2e::jwt::Operator::new(dir.path())?;
+    // A user JWT travels in the CONNECT line; the admin's, with every right
+    // spelt out, is longer than the server's default 4 KB limit (found
+    // here: "maximum control line exceeded").
+    let options = jetflow_devkit::ServerOptions {
+        extra_config: Some(format!(
+            "{}\nmax_control_line: 64KB\n",
+            operator.server_config()
+        )),
+        ..Default::default()
+    };
+    let server = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || jetflow_devkit::NatsServer::start_with(options))
+            .await??,
+    );
+    let namespace = jetflow_e2e::unique_namespace("jwt");
+    let names = Names::new(&namespace).map_err(anyhow::Error::msg)?;
+    let mut users = std::collections::BTreeMap::new();
+    for role in Role::ALL {
+        let creds = dir.path().join(format!("{role}.creds"));
+        let rights =
+            jetflow_runtime::security::roles::permissions(&names, role, &scope(&namespace));
+        operator.user_creds(&creds, &format!("{namespace}-{role}"), &rights)?;
+        let mut args = NatsArgs::new([server.url()], &namespace).bind_only();
+        args.auth.creds = Some(creds);
+        args.auth.inbox_prefix = Some(jetflow_runtime::security::roles::inbox_prefix(&names, role));
+        users.insert(role, args);
+    }
+    cli::ok(&users[&Role::Admin], &["provision"]).await?;
+    let env = TestEnv::secured_on(server.clone(), users[&Role::Admin].clone()).await?;
+    env.start_services_configured(
+        jetflow_fetch::Config::new(users[&Role::Fetch].clone()),
+        jetflow_batch::Config::new(users[&Role::Batch].clone()),
+        jetflow_migrate::Config::new(users[&Role::Migrate].clone()),
+        jetflow_reduce::Config::new(users[&Role::Reduce].clone()),
+    );
+    let mock = MockAgents::start(MockAgentsConfig {
+        agents: 50,
+        transient_rate: 0.1,
+        seed: 5,
+        ..Default::default()
+    })
+    .await?;
+    let file = dir.path().join("job.json");
+    std::fs::write(&file, jobs::agents_job("jwt", &mock, json!({})).to_string())?;
+    let out = cli::ok(
+        &users[&Role::Submitter],
+        &["submit", &file.to_string_lossy(), "--wait"],
+    )
+    .await?;
+    assert!(out.contains("completed"), "{out}");
+    let status = cli::ok(&users[&Role::Viewer], &["status", "jwt"]).await?;
+    assert!(status.contains("completed"), "{status}");
+    env.stop_services().await?;
+    let violations = least_privilege::violations(&server);
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    Ok(())
+}

@@ -81,6 +81,9 @@ pub fn nsc_script(names: &Names, scope: &Scope, account: &str) -> String {
     out.push_str(&header("#", names, scope, "nsc"));
     out.push_str(
         "# Run with an operator and account set up (nsc add operator / nsc add account).\n\
+         # A user's JWT travels in its CONNECT line, and those of reduce, viewer and\n\
+         # admin are longer than nats-server's default 4 KB: set\n\
+         # `max_control_line: 64KB` in the server's config.\n\
          set -eu\n",
     );
     let _ = writeln!(out, "ACCOUNT=\"${{ACCOUNT:-{account}}}\"");
