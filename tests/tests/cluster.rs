@@ -133,7 +133,8 @@ async fn least_privilege_parts_lose_nothing_when_the_busiest_leader_dies() -> an
             users[&role].clone()
         },
         1,
-        &[],
+        // Info logs, so the secret grep below has text to search.
+        &[("RUST_LOG", "info")],
     )?;
     let mock = MockAgents::start(mock_config(2000)).await?;
     let spec = jobs::agents_job("replicated", &mock, json!({"concurrency": 30}));
@@ -160,6 +161,10 @@ async fn least_privilege_parts_lose_nothing_when_the_busiest_leader_dies() -> an
         );
     }
     let output = services.output();
+    assert!(
+        output.contains("migrate ready"),
+        "the services' logs were read"
+    );
     for password in &roles.passwords {
         assert!(
             !output.contains(password.as_str()),

@@ -66,11 +66,16 @@ async fn provisioned(prefix: &str) -> anyhow::Result<(TestEnv, Secured)> {
 
 /// The four services, each as its own user.
 fn start_stages(env: &TestEnv, secured: &Secured) {
+    start_stages_as(env, |role| secured.user(role));
+}
+
+/// The four services, each connected with `user(its role)`.
+fn start_stages_as(env: &TestEnv, user: impl Fn(Role) -> NatsArgs) {
     env.start_services_configured(
-        jetflow_fetch::Config::new(secured.user(Role::Fetch)),
-        jetflow_batch::Config::new(secured.user(Role::Batch)),
-        jetflow_migrate::Config::new(secured.user(Role::Migrate)),
-        jetflow_reduce::Config::new(secured.user(Role::Reduce)),
+        jetflow_fetch::Config::new(user(Role::Fetch)),
+        jetflow_batch::Config::new(user(Role::Batch)),
+        jetflow_migrate::Config::new(user(Role::Migrate)),
+        jetflow_reduce::Config::new(user(Role::Reduce)),
     );
 }
 
@@ -396,6 +401,9 @@ async fn a_stage_without_one_of_its_rights_stalls_the_job() -> anyhow::Result<()
         jobs::submit_plain(&env.bus, job.to_string().as_bytes()).await?;
         let line = violation(&secured, role.as_str(), &taken).await?;
         tracing::info!(%role, line, "refused as expected");
+        // Twenty items end in well under a second with every right; give
+        // the stage time to have finished had it not needed this one.
+        tokio::time::sleep(Duration::from_secs(3)).await;
         let state = jobs::state_json(&env.bus, "stalls").await?;
         let status = state
             .as_ref()
@@ -446,12 +454,7 @@ async fn the_roles_as_user_jwts_run_a_job_in_operator_mode() -> anyhow::Result<(
     }
     cli::ok(&users[&Role::Admin], &["provision"]).await?;
     let env = TestEnv::secured_on(server.clone(), users[&Role::Admin].clone()).await?;
-    env.start_services_configured(
-        jetflow_fetch::Config::new(users[&Role::Fetch].clone()),
-        jetflow_batch::Config::new(users[&Role::Batch].clone()),
-        jetflow_migrate::Config::new(users[&Role::Migrate].clone()),
-        jetflow_reduce::Config::new(users[&Role::Reduce].clone()),
-    );
+    start_stages_as(&env, |role| users[&role].clone());
     let mock = MockAgents::start(MockAgentsConfig {
         agents: 50,
         transient_rate: 0.1,

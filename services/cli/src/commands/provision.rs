@@ -60,9 +60,7 @@ struct Line {
 pub async fn run(args: ProvisionArgs) -> anyhow::Result<u8> {
     let (client, js, names) = connect::bare(&args.nats).await?;
     let replicas = bus::replicas(&args.nats, &client);
-    let report = patiently(|| provision::provision_reporting(&js, &names, replicas))
-        .await?
-        .1;
+    let report = patiently(|| provision::provision(&js, &names, replicas)).await?;
     let mut lines: Vec<Line> = report
         .into_iter()
         .map(|p| Line {

@@ -81,9 +81,9 @@ impl Bus {
     ) -> Result<Bus> {
         let names = args.validate()?;
         let js = context(&client);
-        // Provisioning asks with less patience than publishing: a cluster
-        // electing leaders drops requests, and a short wait retries sooner
-        // (a time-out here is only ever retried).
+        // Creating streams asks with less patience than publishing: a
+        // cluster electing leaders drops requests, and a short wait retries
+        // sooner (a time-out here is only ever retried).
         let setup = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(3))
             .build(client.clone());
@@ -91,15 +91,15 @@ impl Bus {
         let replicas = replicas(args, &client);
         let mut delay = Duration::from_millis(250);
         let kv = loop {
-            let checked = if provisions {
-                provision::provision(&setup, &names, replicas).await
+            let attempt = if provisions {
+                // Buckets are opened with the patient context they are
+                // used with.
+                match provision::provision(&setup, &names, replicas).await {
+                    Ok(_) => provision::open(&js, &names).await,
+                    Err(err) => Err(err),
+                }
             } else {
-                provision::bind(&setup, &names).await
-            };
-            // The buckets themselves are used with the patient context.
-            let attempt = match checked {
-                Ok(_) => provision::open(&js, &names).await,
-                Err(err) => Err(err),
+                provision::bind(&js, &names).await
             };
             match (attempt, patience) {
                 (Ok(kv), _) => break kv,

@@ -142,24 +142,19 @@ async fn open_or(
     let mut stores = Vec::new();
     for config in bucket_configs(names, 1) {
         let name = config.bucket;
-        // Looked up as a stream first, so that a time-out stays transient:
-        // opening a bucket calls every failure "not found".
-        if existing_config(js, &format!("KV_{name}")).await?.is_none() {
-            return Err(missing(&name));
-        }
-        let store = js
+        // A time-out stays transient: the error is classified by what the
+        // lookup of the bucket's stream said (crate::error).
+        match js
             .get_key_value(&name)
             .await
-            .ctx(format!("opening bucket {name}"))?;
-        stores.push(store);
+            .ctx(format!("opening bucket {name}"))
+        {
+            Ok(store) => stores.push(store),
+            Err(err) if err.is_not_found() => return Err(missing(&name)),
+            Err(err) => return Err(err),
+        }
     }
     buckets(stores)
-}
-
-/// Creates what is missing and brings what exists up to date; returns the
-/// buckets.
-pub async fn provision(js: &jetstream::Context, names: &Names, replicas: usize) -> Result<Buckets> {
-    Ok(provision_reporting(js, names, replicas).await?.0)
 }
 
 /// What provisioning found and did to one stream or bucket.
@@ -177,18 +172,20 @@ pub struct Provisioned {
     pub updated: bool,
 }
 
-/// [`provision`], saying what it did to each stream and bucket.
+/// Creates what is missing and brings what is not current up to date,
+/// saying what it did to each stream and bucket; [`open`] then opens the
+/// buckets.
 ///
 /// An existing stream or bucket never loses replicas: a service started
 /// without `--replicas 3` against a cluster must not quietly turn R3 streams
 /// into R1 (the server does it — "stream remapping" — and a node loss then
 /// takes the streams it held with it). It only gains them, and a stream gains
 /// the subjects a newer version needs.
-pub async fn provision_reporting(
+pub async fn provision(
     js: &jetstream::Context,
     names: &Names,
     replicas: usize,
-) -> Result<(Buckets, Vec<Provisioned>)> {
+) -> Result<Vec<Provisioned>> {
     let mut report = Vec::new();
     for mut config in stream_configs(names, replicas) {
         let name = config.name.clone();
@@ -215,7 +212,6 @@ pub async fn provision_reporting(
             updated: existing.is_some() && !current,
         });
     }
-    let mut stores = Vec::new();
     for mut config in bucket_configs(names, replicas) {
         let name = config.bucket.clone();
         let existing = existing_config(js, &format!("KV_{name}")).await?;
@@ -225,16 +221,11 @@ pub async fn provision_reporting(
         if let Some(existing) = &existing {
             config.num_replicas = config.num_replicas.max(existing.num_replicas);
         }
-        let store = if current {
-            js.get_key_value(&name)
-                .await
-                .ctx(format!("opening bucket {name}"))?
-        } else {
+        if !current {
             retry_conflicts(|| js.create_or_update_key_value(config.clone()))
                 .await
-                .ctx(format!("provisioning bucket {name}"))?
-        };
-        stores.push(store);
+                .ctx(format!("provisioning bucket {name}"))?;
+        }
         report.push(Provisioned {
             kind: "bucket",
             name,
@@ -243,7 +234,7 @@ pub async fn provision_reporting(
             updated: existing.is_some() && !current,
         });
     }
-    Ok((buckets(stores)?, report))
+    Ok(report)
 }
 
 /// Whether `existing` already is what `wanted` asks for (replicas: at
@@ -277,7 +268,7 @@ fn bucket_is_current(existing: &stream::Config, wanted: &kv::Config) -> bool {
 /// missing.
 pub async fn bind(js: &jetstream::Context, names: &Names) -> Result<Buckets> {
     for config in stream_configs(names, 1) {
-        if existing_replicas(js, &config.name).await?.is_none() {
+        if existing_config(js, &config.name).await?.is_none() {
             return Err(missing(&format!("stream {}", config.name)));
         }
     }
@@ -290,11 +281,6 @@ pub fn missing(what: &str) -> Error {
         "{what} does not exist, and --no-provision (JETFLOW_PROVISION=false) forbids creating it: \
          run `jetflow provision` as an admin"
     ))
-}
-
-/// Replicas of an existing stream, `None` if there is no such stream.
-async fn existing_replicas(js: &jetstream::Context, stream: &str) -> Result<Option<usize>> {
-    Ok(existing_config(js, stream).await?.map(|c| c.num_replicas))
 }
 
 /// The configuration of an existing stream, `None` if there is no such

@@ -144,6 +144,18 @@ impl Grants {
         self.publish(format!("$KV.{bucket}.>"));
     }
 
+    /// Creating and updating jobs' task queues: consumers of the tasks
+    /// stream (any name; NATS cannot match `task_*`) filtering a task
+    /// subject.
+    pub(super) fn write_task_queues(&mut self) {
+        let n = self.names.clone();
+        self.publish(format!(
+            "$JS.API.CONSUMER.CREATE.{}.*.{}",
+            n.tasks_stream(),
+            n.task_subject("*")
+        ));
+    }
+
     /// Holding leases of `role` (`<role>.<job>` keys).
     pub(super) fn lease(&mut self, role: &str) {
         let bucket = self.names.leases_bucket();

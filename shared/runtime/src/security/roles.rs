@@ -142,11 +142,7 @@ fn fetch(g: &mut Grants, scope: &Scope) {
         g.pull(&n.jobs_stream(), &consumer);
     }
     // A job's task queue is made when fetch accepts it.
-    g.publish(format!(
-        "$JS.API.CONSUMER.CREATE.{}.*.{}",
-        n.tasks_stream(),
-        n.task_subject("*")
-    ));
+    g.write_task_queues();
     g.publish(n.batch_subject("*"));
     g.publish(n.result_subject("*"));
     g.events();
@@ -196,10 +192,7 @@ fn reduce(g: &mut Grants) {
     }
     // The task queue follows the job: resized, paused, deleted.
     let tasks = n.tasks_stream();
-    g.publish(format!(
-        "$JS.API.CONSUMER.CREATE.{tasks}.*.{}",
-        n.task_subject("*")
-    ));
+    g.write_task_queues();
     for verb in ["INFO", "PAUSE", "DELETE"] {
         g.publish(format!("$JS.API.CONSUMER.{verb}.{tasks}.*"));
     }
