@@ -72,6 +72,7 @@ pub fn task_payload(job: &str, n: usize, agents: usize) -> Bytes {
             }),
             priority: None,
         },
+        resume: None,
     };
     codec::to_msgpack(&task)
 }

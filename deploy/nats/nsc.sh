@@ -14,19 +14,23 @@ nsc add user --account "$ACCOUNT" --name jetflow-fetch \
   --allow-pub '$JS.ACK.*.*.JETFLOW_JOBS.cancel.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_JOBS.config.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_JOBS.fetch.>' \
+  --allow-pub '$JS.ACK.*.*.JETFLOW_JOBS.pause.>' \
   --allow-pub '$JS.ACK.JETFLOW_JOBS.cancel.>' \
   --allow-pub '$JS.ACK.JETFLOW_JOBS.config.>' \
   --allow-pub '$JS.ACK.JETFLOW_JOBS.fetch.>' \
+  --allow-pub '$JS.ACK.JETFLOW_JOBS.pause.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.JETFLOW_TASKS.*.jetflow.task.*' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs.>' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.cancel' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.config' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.fetch' \
+  --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.pause' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.cancel' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.config' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.fetch' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.pause' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_checkpoints' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_checkpoints.$KV.jetflow_checkpoints.>' \
@@ -162,6 +166,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-migrate \
   --allow-pub 'jetflow.dlq.migrate.*' \
   --allow-pub 'jetflow.events.*.*' \
   --allow-pub 'jetflow.result.*' \
+  --allow-pub 'jetflow.retry.*.*' \
   --allow-pub 'jetflow.task.*' \
   --allow-sub '$SRV.INFO' \
   --allow-sub '$SRV.INFO.jetflow-migrate' \

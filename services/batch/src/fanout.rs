@@ -181,6 +181,7 @@ fn task_message(
         job: job.to_string(),
         batch: number,
         item,
+        resume: None,
     };
     let (payload, content_type) = match format {
         codec::Format::Json => (codec::to_json(&task), codec::JSON),

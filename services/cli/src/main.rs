@@ -45,6 +45,11 @@ enum Command {
     Results(commands::results::ResultsArgs),
     /// Cancel a job: no new item starts, items in flight finish.
     Cancel(commands::cancel::CancelArgs),
+    /// Pause a job: no page is fetched and no item starts until it is
+    /// resumed (or the pause ends); items in flight finish.
+    Pause(commands::pause::PauseArgs),
+    /// Resume a paused job.
+    Resume(commands::pause::ResumeArgs),
     /// A new job over the failed items of a finished one (label `retry_of`).
     RetryFailed(commands::retry_failed::RetryFailedArgs),
     /// Dead letters: list, show, replay, purge.
@@ -108,6 +113,8 @@ fn main() -> ExitCode {
             Command::Watch(args) => commands::watch::run(args).await,
             Command::Results(args) => commands::results::run(args).await,
             Command::Cancel(args) => commands::cancel::run(args).await,
+            Command::Pause(args) => commands::pause::pause(args).await,
+            Command::Resume(args) => commands::pause::resume(args).await,
             Command::RetryFailed(args) => commands::retry_failed::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Gc(args) => commands::gc::run(args).await,

@@ -4,7 +4,10 @@
 //!
 //! - `<ns>.jobs.cancel.<job>` → `cancel` (an empty body is fine);
 //! - `<ns>.jobs.config.<job>` → `config`, a change of live settings
-//!   (`{"concurrency": 20}`), validated here.
+//!   (`{"concurrency": 20}`), validated here;
+//! - `<ns>.jobs.pause.<job>` → `paused` (`{"for": "2h"}`, `{"until": ...}`
+//!   or empty), and `<ns>.jobs.resume.<job>` → `resumed`, taken in order
+//!   from one consumer.
 //!
 //! A request that cannot be used (bad body, unknown job) is dead-lettered
 //! with the reason; one for a job that has already ended is dropped.
@@ -14,7 +17,7 @@ use chrono::Utc;
 use jetflow_protocol::{
     codec,
     job::{ConfigChange, JobState},
-    messages::{CancelRequest, LedgerEntry},
+    messages::{CancelRequest, LedgerEntry, PauseRequest, ResumeRequest},
     names, Stage,
 };
 use jetflow_runtime::{
@@ -47,13 +50,87 @@ pub async fn config_changes(bus: Bus, shutdown: CancellationToken) {
     .await
 }
 
-async fn cancel(bus: &Bus, msg: &Message) -> Result<()> {
-    let request = if msg.payload.iter().all(u8::is_ascii_whitespace) {
-        Ok(CancelRequest::default())
+/// Consumes pause and resume requests, in the order they were made, until
+/// `shutdown`.
+pub async fn pauses(bus: Bus, shutdown: CancellationToken) {
+    consume::one_at_a_time(
+        &bus,
+        stage_consumers::pauses(&bus.names),
+        "pause or resume request",
+        &shutdown,
+        |bus, msg| async move {
+            if msg.subject.starts_with(&bus.names.resume_subject("")) {
+                resume(&bus, &msg).await
+            } else {
+                pause(&bus, &msg).await
+            }
+        },
+    )
+    .await
+}
+
+/// The body of a request that may be empty (or only whitespace): the
+/// default request.
+fn request_body<T: serde::de::DeserializeOwned + Default>(
+    msg: &Message,
+) -> std::result::Result<T, String> {
+    if msg.payload.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
     } else {
-        codec::decode::<CancelRequest>(msg.headers.as_ref(), &msg.payload)
+        codec::decode::<T>(msg.headers.as_ref(), &msg.payload).map_err(|err| err.to_string())
+    }
+}
+
+async fn pause(bus: &Bus, msg: &Message) -> Result<()> {
+    let now = Utc::now();
+    let request = request_body::<PauseRequest>(msg)
+        .and_then(|request| Ok((request.ends_at(now)?, request.reason)));
+    let (until, reason) = match request {
+        Ok(request) => request,
+        Err(err) => return refuse(bus, msg, &format!("bad pause request: {err}")).await,
     };
-    let request = match request {
+    let Some(job) = running_job(bus, msg, "pause").await? else {
+        return Ok(());
+    };
+    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let entry = LedgerEntry::Paused {
+        until,
+        reason,
+        at: now,
+    };
+    let id = LedgerEntry::pause_msg_id(&job, "pause", seq);
+    bus.append_ledger(&job, &entry, &id)
+        .await?
+        .await
+        .ctx("recording the pause request")?;
+    tracing::info!(job, ?until, "pause requested");
+    Ok(())
+}
+
+async fn resume(bus: &Bus, msg: &Message) -> Result<()> {
+    let request = match request_body::<ResumeRequest>(msg) {
+        Ok(request) => request,
+        Err(err) => return refuse(bus, msg, &format!("bad resume request: {err}")).await,
+    };
+    let Some(job) = running_job(bus, msg, "resume").await? else {
+        return Ok(());
+    };
+    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let entry = LedgerEntry::Resumed {
+        reason: request.reason,
+        at: Utc::now(),
+    };
+    let id = LedgerEntry::pause_msg_id(&job, "resume", seq);
+    bus.append_ledger(&job, &entry, &id)
+        .await?
+        .await
+        .ctx("recording the resume request")?;
+    tracing::info!(job, "resume requested");
+    Ok(())
+}
+
+async fn cancel(bus: &Bus, msg: &Message) -> Result<()> {
+    let request = match request_body::<CancelRequest>(msg) {
         Ok(request) => request,
         Err(err) => return refuse(bus, msg, &format!("bad cancel request: {err}")).await,
     };

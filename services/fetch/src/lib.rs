@@ -75,6 +75,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     tasks.spawn(intake::run(bus.clone(), shutdown.clone()));
     tasks.spawn(control::cancels(bus.clone(), shutdown.clone()));
     tasks.spawn(control::config_changes(bus.clone(), shutdown.clone()));
+    tasks.spawn(control::pauses(bus.clone(), shutdown.clone()));
     tasks.spawn(metrics::watch_consumers(
         bus.clone(),
         metrics.clone(),
@@ -83,7 +84,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         |name| {
             matches!(
                 name,
-                names::FETCH_CONSUMER | names::CANCEL_CONSUMER | names::CONFIG_CONSUMER
+                names::FETCH_CONSUMER
+                    | names::CANCEL_CONSUMER
+                    | names::CONFIG_CONSUMER
+                    | names::PAUSE_CONSUMER
             )
         },
         shutdown.clone(),

@@ -1,8 +1,9 @@
 //! Paging one job, on the instance that holds its fetch lease.
 //!
 //! For each page: wait until fewer than `max_inflight_batches` of the job's
-//! batches are unfinished (the reducer's `batches_done`, from the job state
-//! the supervisor hands the pager as it changes), read the page, append
+//! batches hold work and fewer than `max_parked` items wait out a retry
+//! ([`Room::may_fetch`], from the job state the supervisor hands the pager as it
+//! changes), read the page, append
 //! `fetched` to the job's ledger, publish the batch, then checkpoint the
 //! cursor ([`next_checkpoint`]). Every publish carries a de-duplication id,
 //! so repeating a page after a crash adds nothing.
@@ -13,7 +14,7 @@ use async_nats::jetstream::kv::Operation;
 use chrono::Utc;
 use jetflow_protocol::{
     codec, headers,
-    job::{FetchCheckpoint, JobSpec, JobState},
+    job::{FetchCheckpoint, JobSpec, JobState, Settings},
     messages::{BatchMessage, EventKind, Item, JobEvent, LedgerEntry, TaskQueue},
     retry::retry_delay,
 };
@@ -125,10 +126,7 @@ impl Pager {
         let mut progress = ReducerProgress::new(self.state.clone());
         loop {
             let published = self.checkpoint.batches;
-            match progress
-                .wait_below(published, u64::from(settings.max_inflight_batches), stop)
-                .await?
-            {
+            match progress.wait_for_room(published, &settings, stop).await? {
                 Gate::Open => {}
                 Gate::JobEnded => return Ok(Work::Finished),
             }
@@ -340,27 +338,63 @@ enum Gate {
     JobEnded,
 }
 
+/// What the job state says about room for another batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Room {
+    /// Batches whose items all have outcomes.
+    batches_done: u64,
+    /// Open batches whose unfinished items all wait out a retry.
+    only_parked: u64,
+    /// Items waiting out a retry.
+    parked: u64,
+}
+
+impl Room {
+    fn of(state: &JobState) -> Self {
+        Self {
+            batches_done: state.batches_done,
+            only_parked: state
+                .open_batches
+                .values()
+                .filter(|batch| batch.only_parked())
+                .count() as u64,
+            parked: state.parked(),
+        }
+    }
+
+    /// Whether fetch may publish another batch, `published` being out:
+    /// fewer than `max_inflight_batches` of them hold work — unfinished,
+    /// and not only waiting out retries (a batch whose open items are all
+    /// parked holds no slot and waits only for time) — and fewer than
+    /// `max_parked` items wait out a retry, which bounds how far parked
+    /// items let fetch run ahead.
+    fn may_fetch(&self, published: u64, settings: &Settings) -> bool {
+        let unfinished = published.saturating_sub(self.batches_done);
+        unfinished.saturating_sub(self.only_parked) < u64::from(settings.max_inflight_batches)
+            && self.parked < u64::from(settings.max_parked)
+    }
+}
+
 /// The reducer's progress on one job, from the job's state as the
 /// supervisor hands it on.
 struct ReducerProgress {
     state: watch::Receiver<JobState>,
-    batches_done: u64,
+    room: Room,
 }
 
 impl ReducerProgress {
     fn new(state: watch::Receiver<JobState>) -> Self {
         Self {
             state,
-            batches_done: 0,
+            room: Room::default(),
         }
     }
 
-    /// Waits until fewer than `max_inflight` of the `published` batches are
-    /// unfinished.
-    async fn wait_below(
+    /// Waits until there is room for another batch ([`Room::may_fetch`]).
+    async fn wait_for_room(
         &mut self,
         published: u64,
-        max_inflight: u64,
+        settings: &Settings,
         stop: &CancellationToken,
     ) -> Result<Gate> {
         // A job that stops fetching (cancelled, failed, removed) reaches the
@@ -374,7 +408,7 @@ impl ReducerProgress {
         if let Gate::JobEnded = self.take_latest() {
             return Ok(Gate::JobEnded);
         }
-        while published.saturating_sub(self.batches_done) >= max_inflight {
+        while !self.room.may_fetch(published, settings) {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Err(Error::Shutdown),
@@ -394,7 +428,81 @@ impl ReducerProgress {
         if !state.status.is_active() {
             return Gate::JobEnded;
         }
-        self.batches_done = state.batches_done;
+        self.room = Room::of(&state);
         Gate::Open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jetflow_protocol::job::{JobState, OpenBatch, Preset, Settings};
+
+    use super::Room;
+
+    fn settings(max_inflight_batches: u32, max_parked: u32) -> Settings {
+        Settings {
+            max_inflight_batches,
+            max_parked,
+            ..Preset::Balanced.settings()
+        }
+    }
+
+    fn batch(size: u64, done: u64, parked: u64) -> OpenBatch {
+        OpenBatch {
+            size,
+            succeeded: done,
+            parked,
+            ..OpenBatch::default()
+        }
+    }
+
+    fn state(open: &[OpenBatch]) -> JobState {
+        let spec = jetflow_protocol::job::parse_submission(
+            None,
+            br#"{"id":"j","kind":"k","source":{"type":"ids","ids":["a"]},"handler":{"type":"nats","subject":"w"}}"#,
+            || "j".into(),
+        )
+        .expect("a valid job");
+        let mut state = JobState::new(&spec, chrono::Utc::now());
+        for (n, open) in open.iter().enumerate() {
+            state.open_batches.insert(n as u64 + 1, open.clone());
+        }
+        state
+    }
+
+    #[test]
+    fn batches_holding_work_fill_the_window() {
+        let s = settings(2, 100);
+        let room = Room::of(&state(&[batch(50, 10, 0), batch(50, 0, 3)]));
+        assert!(!room.may_fetch(2, &s), "two batches hold work");
+        let room = Room::of(&state(&[batch(50, 10, 0)]));
+        assert!(room.may_fetch(1, &s));
+        assert!(
+            !room.may_fetch(2, &s),
+            "a published batch the reducer has not opened yet holds work"
+        );
+    }
+
+    #[test]
+    fn a_batch_only_waiting_out_retries_leaves_the_window() {
+        let s = settings(2, 100);
+        // 47 done, the other 3 parked: it holds no slot.
+        let room = Room::of(&state(&[batch(50, 47, 3), batch(50, 0, 1)]));
+        assert_eq!(room.only_parked, 1);
+        assert_eq!(room.parked, 4);
+        assert!(room.may_fetch(2, &s));
+        // An overstated count (a retried call's result was not the one
+        // counted) is still only as many as are unfinished.
+        let room = Room::of(&state(&[batch(50, 49, 3)]));
+        assert_eq!(room.parked, 1);
+    }
+
+    #[test]
+    fn parked_items_have_their_own_bound() {
+        let s = settings(100, 5);
+        let room = Room::of(&state(&[batch(50, 45, 5)]));
+        assert!(!room.may_fetch(1, &s), "5 parked items is the bound");
+        let room = Room::of(&state(&[batch(50, 46, 4)]));
+        assert!(room.may_fetch(1, &s));
     }
 }

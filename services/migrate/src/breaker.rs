@@ -164,6 +164,33 @@ impl Breakers {
         })
     }
 
+    /// The target asked for time (`Retry-After`): no call to it until
+    /// `wait` has passed, then one probe, as after a cooldown. An open
+    /// breaker that already waits longer keeps its wait.
+    pub fn throttled(&self, target: &str, wait: Duration, now: Instant) {
+        let config = self.config;
+        self.with(target, |state, _| {
+            let until = now + wait;
+            match *state {
+                State::Open { until: already, .. } if already >= until => {}
+                State::Open { cooldown, .. } | State::HalfOpen { cooldown } => {
+                    *state = State::Open { until, cooldown }
+                }
+                State::Closed { .. } => {
+                    tracing::info!(
+                        target,
+                        ?wait,
+                        "target asked for time; holding its calls back"
+                    );
+                    *state = State::Open {
+                        until,
+                        cooldown: config.cooldown,
+                    }
+                }
+            }
+        })
+    }
+
     /// Every breaker's state, for the service's stats.
     pub fn statuses(&self, now: Instant) -> Vec<BreakerStatus> {
         let targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
@@ -236,6 +263,22 @@ mod tests {
             cooldown: Duration::from_secs(1),
             max_cooldown: Duration::from_secs(4),
         })
+    }
+
+    #[test]
+    fn a_target_that_asks_for_time_gets_it_then_one_probe() {
+        let b = breakers();
+        let t0 = Instant::now();
+        b.throttled("h", Duration::from_secs(2), t0);
+        assert_eq!(b.admit("h", t0), Admission::Hold(Duration::from_secs(2)));
+        // A shorter ask does not cut the wait short.
+        b.throttled("h", Duration::from_millis(500), t0);
+        assert_eq!(b.blocked_for("h", t0), Some(Duration::from_secs(2)));
+        let t2 = t0 + Duration::from_secs(2);
+        assert_eq!(b.admit("h", t2), Admission::Probe);
+        b.succeeded("h");
+        assert_eq!(b.admit("h", t2), Admission::Call);
+        assert_eq!(b.statuses(t2)[0].opened, 0, "throttling is not a failure");
     }
 
     #[test]

@@ -15,11 +15,19 @@ pub enum Decision {
     Succeeded(Value),
     /// The item failed for good; its task goes to the DLQ.
     Failed(String),
-    /// Try again after `delay` (a JetStream redelivery).
+    /// Try again after `delay`, spending a retry.
     Retry {
-        /// Delay before the redelivery.
+        /// Delay before the next call.
         delay: Duration,
         /// The error that caused it.
+        error: String,
+    },
+    /// The target asked to wait `delay` (`Retry-After`): try again then,
+    /// spending no retry.
+    Wait {
+        /// What it asked for.
+        delay: Duration,
+        /// Its answer.
         error: String,
     },
 }
@@ -29,6 +37,10 @@ pub fn decide(result: Result<Value, HandlerError>, attempt: u32, settings: &Sett
     match result {
         Ok(output) => Decision::Succeeded(output),
         Err(HandlerError::Permanent(error)) => Decision::Failed(error),
+        Err(HandlerError::Throttled { error, after }) => Decision::Wait {
+            delay: after,
+            error,
+        },
         Err(HandlerError::Transient(error)) if attempt > settings.max_retries => {
             Decision::Failed(format!("{error} (gave up after {attempt} attempts)"))
         }
@@ -87,6 +99,25 @@ mod tests {
             decide(transient(), 1, &settings(0)),
             Decision::Failed(_)
         ));
+    }
+
+    #[test]
+    fn a_target_asking_for_time_is_waited_for_whatever_the_budget() {
+        let throttled = || {
+            Err(HandlerError::Throttled {
+                error: "HTTP 429".into(),
+                after: Duration::from_secs(2),
+            })
+        };
+        for attempt in [1, 4, 50] {
+            assert_eq!(
+                decide(throttled(), attempt, &settings(0)),
+                Decision::Wait {
+                    delay: Duration::from_secs(2),
+                    error: "HTTP 429".into()
+                }
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use jetflow_protocol::{
     codec, headers,
     job::{HandlerSpec, ItemOutcome, ItemStatus},
     limits,
-    messages::{dead_letter_msg_id, ItemResult, LedgerEntry, TaskMessage},
+    messages::{dead_letter_msg_id, ItemResult, LedgerEntry, StepResume, TaskMessage},
     names::Names,
     Stage,
 };
@@ -22,6 +22,7 @@ use crate::{
     context::{Ack, JobContext},
     decision::{decide, Decision},
     handler::{self, steps::StepContext, Call, HandlerError, Trail},
+    park::{park, Parking},
 };
 
 /// Decides and does what one delivery of a task calls for.
@@ -111,6 +112,7 @@ async fn already_done(ctx: &JobContext, task: &TaskMessage, delivery: &Delivery)
         attempts: 0,
         dead_lettered: false,
         replay: true,
+        parked: false,
         duration_ms: 0,
         finished_at: Utc::now(),
     };
@@ -129,17 +131,35 @@ async fn run_item(
     let attempt = delivery.attempt;
     let _working = ctx.activity.start(&ctx.job, task.item.id.as_str());
     let started = Instant::now();
-    let (result, trail) = with_progress(msg, ack_wait, call(ctx, task, attempt)).await;
+    let (result, mut trail) = with_progress(msg, ack_wait, call(ctx, task, attempt)).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     ctx.metrics
         .call(&ctx.target, started.elapsed().as_secs_f64());
     feed_breaker(ctx, &result);
+    if let Some(retry) = trail.retry.take() {
+        // A step of a chain waits out its own retry; the chain resumes there.
+        let calls = if retry.called { attempt } else { attempt - 1 };
+        return retry_later(
+            ctx,
+            msg,
+            task,
+            delivery,
+            calls,
+            retry.delay,
+            &retry.error,
+            Some(retry.resume),
+        )
+        .await;
+    }
     let (status, error, output) = match decide(result, attempt, &ctx.settings) {
         Decision::Retry { delay, error } => {
-            ctx.activity.count("items_retried", 1);
-            ctx.metrics.item(&ctx.spec.kind, "retried");
-            tracing::debug!(job = %ctx.job, item = %task.item.id, attempt, ?delay, error, "retrying item");
-            return Ok(Ack::Retry(delay));
+            return retry_later(ctx, msg, task, delivery, attempt, delay, &error, None).await;
+        }
+        Decision::Wait { delay, error } => {
+            // The target asked for time (`Retry-After`): its calls wait
+            // that long here too, and the wait spends no retry.
+            ctx.breakers.throttled(&ctx.target, delay, Instant::now());
+            return retry_later(ctx, msg, task, delivery, attempt - 1, delay, &error, None).await;
         }
         Decision::Succeeded(output) => (ItemStatus::Succeeded, None, output),
         Decision::Failed(error) => (ItemStatus::Failed, Some(error), Value::Null),
@@ -162,6 +182,7 @@ async fn run_item(
         messages: trail.messages,
         attempts: attempt,
         replay: delivery.replay.is_some(),
+        parked: delivery.from_schedule,
         duration_ms,
         finished_at: Utc::now(),
     };
@@ -170,13 +191,53 @@ async fn run_item(
     Ok(Ack::Done)
 }
 
+/// Parks the item until `delay` has passed, with `calls` spent (see
+/// `park`); a task that cannot be parked (the stream does not allow
+/// schedules, NATS unavailable) is retried by a delayed redelivery
+/// instead, which holds its slot while it waits.
+#[allow(clippy::too_many_arguments)]
+async fn retry_later(
+    ctx: &JobContext,
+    msg: &Message,
+    task: &TaskMessage,
+    delivery: &Delivery,
+    calls: u32,
+    delay: Duration,
+    error: &str,
+    resume: Option<StepResume>,
+) -> Result<Ack> {
+    ctx.activity.count("items_retried", 1);
+    ctx.metrics.item(&ctx.spec.kind, "retried");
+    tracing::debug!(job = %ctx.job, item = %task.item.id, calls, ?delay, error, "retrying item");
+    let parking = Parking {
+        msg,
+        task,
+        seq: delivery.seq,
+        from_schedule: delivery.from_schedule,
+        calls,
+        delay,
+        error,
+        resume,
+    };
+    match park(ctx, parking).await {
+        Ok(()) => Ok(Ack::Done),
+        Err(err) => {
+            tracing::warn!(job = %ctx.job, item = %task.item.id, error = %err, "cannot park the retry; redelivering it after its delay instead");
+            Ok(Ack::Retry(delay))
+        }
+    }
+}
+
 /// Tells the target's breaker how the call went. A chain of steps keeps a
 /// breaker per step target instead.
 fn feed_breaker(ctx: &JobContext, result: &std::result::Result<Value, HandlerError>) {
     if !matches!(ctx.spec.handler, HandlerSpec::Steps { .. }) {
         match result {
             Err(HandlerError::Transient(_)) => ctx.breakers.failed(&ctx.target, Instant::now()),
-            Ok(_) | Err(HandlerError::Permanent(_)) => ctx.breakers.succeeded(&ctx.target),
+            // Throttling is the target answering: `run_item` holds its calls back.
+            Ok(_) | Err(HandlerError::Permanent(_) | HandlerError::Throttled { .. }) => {
+                ctx.breakers.succeeded(&ctx.target)
+            }
         }
     }
 }
@@ -204,6 +265,8 @@ struct Delivery {
     replay: Option<String>,
     /// Whether the item may have run before this delivery (see `already_done`).
     may_have_run: bool,
+    /// Whether the task came from a retry schedule (the item was parked).
+    from_schedule: bool,
 }
 
 impl Delivery {
@@ -230,6 +293,7 @@ impl Delivery {
             header(headers::REDISPATCHED).is_some(),
         );
         Ok(Self {
+            from_schedule: header(headers::SCHEDULER).is_some(),
             attempt: calls_before.saturating_add(delivered),
             seq: info.stream_sequence,
             dlq_id: dead_letter_msg_id(info.stream, info.stream_sequence),
@@ -286,7 +350,7 @@ async fn call(
                 breakers: &ctx.breakers,
                 settings: &ctx.settings,
             };
-            return handler::steps::run(through, steps, call).await;
+            return handler::steps::run(through, steps, call, task.resume.as_ref()).await;
         }
         // Never pulled by migrate: external workers take these tasks.
         HandlerSpec::External(_) => Err(HandlerError::Permanent(

@@ -171,6 +171,7 @@ mod tests {
             attempts: 1,
             dead_lettered: false,
             replay: false,
+            parked: false,
             duration_ms: 2,
             finished_at: chrono::Utc::now(),
         }

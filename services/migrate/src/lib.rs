@@ -8,7 +8,9 @@
 //! - `item` — one task: may it run, run it, settle it.
 //! - [`handler`] — the handler kinds (`http`, `nats`, `steps`).
 //! - `decision` — succeeded, failed for good, or retried after a backoff
-//!   delay — retries are JetStream redeliveries, so a crash loses none.
+//!   delay (or after the target's `Retry-After`, spending no retry).
+//! - `park` — the retry engine: a retry waits as a JetStream message
+//!   schedule, holding no concurrency slot, so a crash loses none.
 //! - `breaker` — a circuit breaker per target.
 //! - `ledger` — item results onto the job's ledger, grouped.
 
@@ -18,6 +20,7 @@ mod decision;
 pub mod handler;
 mod item;
 mod ledger;
+mod park;
 mod worker;
 
 use std::{sync::Arc, time::Instant};

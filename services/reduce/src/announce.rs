@@ -74,6 +74,21 @@ pub async fn batches(bus: &Bus, state: &JobState, effects: &Effects) -> Result<(
     Ok(())
 }
 
+/// Publishes a `paused` or `resumed` event for each pause and resume the
+/// fold took in (de-duplicated by the ledger entry's sequence).
+pub async fn pauses(bus: &Bus, state: &JobState, effects: &Effects) -> Result<()> {
+    for change in &effects.pauses {
+        let kind = match change.paused {
+            Some(_) => EventKind::Paused,
+            None => EventKind::Resumed,
+        };
+        let mut event = JobEvent::new(&state.id, kind);
+        event.reason = change.reason.clone();
+        bus.publish_event(&event, Some(change.seq)).await?;
+    }
+    Ok(())
+}
+
 /// Publishes the job's final event and logs its tally.
 pub async fn ended(bus: &Bus, state: &JobState) -> Result<()> {
     let kind = match state.status {

@@ -17,7 +17,13 @@ use async_nats::jetstream::{
 };
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
-use jetflow_protocol::{codec, job::JobState, limits, messages::LedgerEntry, Stage};
+use jetflow_protocol::{
+    codec,
+    job::{JobState, JobStatus},
+    limits,
+    messages::LedgerEntry,
+    Stage,
+};
 use jetflow_runtime::{
     nats::task_queue, ownership::lease::Work, process::trace, Bus, Error, ErrorKind, Result,
     ResultExt,
@@ -216,6 +222,7 @@ impl Reducer {
         let counts = outcomes::record(&self.bus, &self.job, &facts).await?;
         let (next, effects) = fold_facts(&self.state, &facts, counts);
         announce::batches(&self.bus, &next, &effects).await?;
+        announce::pauses(&self.bus, &next, &effects).await?;
         self.steer_tasks(&next, &effects).await?;
         self.checkpoint(next).await?;
         if effects.ended.is_some() {
@@ -274,16 +281,39 @@ impl Reducer {
             let s = next.spec.settings();
             tracing::info!(job = %self.job, concurrency = s.concurrency, max_retries = s.max_retries, handler_timeout = ?next.spec.handler_timeout(), "live settings changed");
         }
+        // A consumer brought up to date is not paused: pause it again.
+        if !effects.pauses.is_empty() || (effects.reconfigured && next.status == JobStatus::Paused)
+        {
+            self.follow_pause(next).await?;
+        }
+        Ok(())
+    }
+
+    /// Pauses or resumes the job's task consumer as `next` says, before the
+    /// state says so: whoever sees `paused` can rely on no task of the job
+    /// being handed out. A timed pause is also the consumer's, so the
+    /// server resumes handing out tasks at the end even before the reducer
+    /// has appended `resumed`.
+    async fn follow_pause(&self, next: &JobState) -> Result<()> {
+        if next.status == JobStatus::Paused {
+            task_queue::pause_until(&self.bus, &self.job, next.paused_until).await?;
+            tracing::info!(job = %self.job, until = ?next.paused_until, reason = next.pause_reason.as_deref().unwrap_or(""), "job paused; items in flight finish");
+        } else if next.status.runs_items() {
+            task_queue::resume(&self.bus, &self.job).await?;
+            tracing::info!(job = %self.job, "job resumed");
+        }
         Ok(())
     }
 
     /// Appends `drained` or `timed_out` to the ledger when due; the fold
     /// acts on it when it comes round, like any other entry.
     async fn append_due(&self) -> Result<()> {
-        if let Some(entry) = stopping::due_entry(&self.bus, &self.state).await? {
+        if let Some((entry, msg_id)) = stopping::due_entry(&self.bus, &self.state).await? {
             self.bus
-                .record_fact(&self.job, &entry, "appending to the ledger")
-                .await?;
+                .append_ledger(&self.job, &entry, &msg_id)
+                .await?
+                .await
+                .ctx("appending to the ledger")?;
         }
         Ok(())
     }
@@ -315,6 +345,8 @@ impl Reducer {
         // consumer goes last: `jetflow dlq replay` waits for it to be gone
         // before it publishes tasks again, so none of those can be purged.
         if let Ok(tasks) = self.bus.js.get_stream(names.tasks_stream()).await {
+            // Retries still waiting first: one due now would add a task.
+            let _ = tasks.purge().filter(names.retry_filter(&self.job)).await;
             let _ = tasks.purge().filter(names.task_subject(&self.job)).await;
         }
         if let Ok(batches) = self.bus.js.get_stream(names.batches_stream()).await {

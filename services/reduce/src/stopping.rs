@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use jetflow_protocol::{
     job::{JobState, JobStatus},
     messages::LedgerEntry,
@@ -21,11 +21,28 @@ pub async fn pause_tasks(bus: &Bus, job: &str) -> Result<()> {
     task_queue::pause(bus, job).await
 }
 
-/// What the reducer should append to the ledger now, if anything: `drained`
-/// once a stopping job has nothing in flight, `timed_out` once an active
-/// job's timeout has passed.
-pub async fn due_entry(bus: &Bus, state: &JobState) -> Result<Option<LedgerEntry>> {
+/// What the reducer should append to the ledger now, if anything, with
+/// its de-duplication id: `drained` once a stopping job has nothing in
+/// flight, `timed_out` once an active job's timeout has passed (paused or
+/// not: a timeout is a deadline), `resumed` once a timed pause has ended.
+pub async fn due_entry(bus: &Bus, state: &JobState) -> Result<Option<(LedgerEntry, String)>> {
+    let entry = due(bus, state).await?;
+    Ok(entry.map(|entry| {
+        let id = match (&entry, state.paused_until) {
+            (LedgerEntry::Resumed { .. }, Some(until)) => {
+                LedgerEntry::pause_ended_msg_id(&state.id, until)
+            }
+            _ => entry.msg_id(&state.id).unwrap_or_default(),
+        };
+        (entry, id)
+    }))
+}
+
+async fn due(bus: &Bus, state: &JobState) -> Result<Option<LedgerEntry>> {
     let now = Utc::now();
+    if let Some(entry) = pause_ended(state, now) {
+        return Ok(Some(entry));
+    }
     match state.status {
         JobStatus::Cancelling => {
             if task_queue::in_flight(bus, &state.id).await? == 0 || drain_overdue(state) {
@@ -46,6 +63,15 @@ pub async fn due_entry(bus: &Bus, state: &JobState) -> Result<Option<LedgerEntry
         }
         _ => Ok(None),
     }
+}
+
+/// `resumed`, once a paused job's `paused_until` has passed.
+fn pause_ended(state: &JobState, now: DateTime<Utc>) -> Option<LedgerEntry> {
+    let until = state.paused_until?;
+    (state.status == JobStatus::Paused && now >= until).then(|| LedgerEntry::Resumed {
+        reason: Some("pause ended".into()),
+        at: now,
+    })
 }
 
 /// A worker that died mid-call leaves its task pending until `ack_wait`; a

@@ -25,6 +25,14 @@ pub const REPLAY: &str = "Jetflow-Replay";
 /// checks for its outcome before calling. Plain first deliveries skip that
 /// read, which is one round trip per item saved.
 pub const REDISPATCHED: &str = "Jetflow-Redispatched";
+/// JetStream message schedule (`@at <RFC 3339>`): the server publishes the
+/// message to [`SCHEDULE_TARGET`] at that time and removes the schedule.
+pub const SCHEDULE: &str = "Nats-Schedule";
+/// Where a message schedule publishes its message.
+pub const SCHEDULE_TARGET: &str = "Nats-Schedule-Target";
+/// Set by the server on a message a schedule published: the schedule's
+/// subject. On a task it means the task waited out a retry.
+pub const SCHEDULER: &str = "Nats-Scheduler";
 /// The subject the message was originally published to.
 pub const ORIGINAL_SUBJECT: &str = "Jetflow-Original-Subject";
 /// On a `nats` handler request: `<job>:<item>` (`<job>:<item>:<step>` for

@@ -22,6 +22,9 @@ pub const FETCH_CONSUMER: &str = "fetch";
 pub const CANCEL_CONSUMER: &str = "cancel";
 /// Fetch's durable consumer on settings changes.
 pub const CONFIG_CONSUMER: &str = "config";
+/// Fetch's durable consumer on pause and resume requests (one consumer, so
+/// the two are taken in the order they were made).
+pub const PAUSE_CONSUMER: &str = "pause";
 /// Batch's durable consumer on pages.
 pub const BATCH_CONSUMER: &str = "batch";
 
@@ -84,6 +87,30 @@ impl Names {
     /// One message per item: `<ns>.task.<job>`.
     pub fn task_subject(&self, job: &str) -> String {
         format!("{}.task.{job}", self.ns)
+    }
+
+    /// Where one item's task waits out a retry's backoff, as a JetStream
+    /// message schedule that fires into [`Names::task_subject`]:
+    /// `<ns>.retry.<job>.<item key>`. One subject per item, so an item has
+    /// at most one retry pending (a schedule replaces the one before it on
+    /// its subject).
+    pub fn retry_subject(&self, job: &str, item_id: &str) -> String {
+        format!("{}.retry.{job}.{}", self.ns, item_key(item_id))
+    }
+
+    /// Every pending retry of `job` (any job when `"*"`): `<ns>.retry.<job>.*`.
+    pub fn retry_filter(&self, job: &str) -> String {
+        format!("{}.retry.{job}.*", self.ns)
+    }
+
+    /// Where a job is paused: `<ns>.jobs.pause.<job>`.
+    pub fn pause_subject(&self, job: &str) -> String {
+        format!("{}.jobs.pause.{job}", self.ns)
+    }
+
+    /// Where a paused job is resumed: `<ns>.jobs.resume.<job>`.
+    pub fn resume_subject(&self, job: &str) -> String {
+        format!("{}.jobs.resume.{job}", self.ns)
     }
 
     /// The job's ledger of facts the reducer folds: `<ns>.result.<job>`.
@@ -174,6 +201,10 @@ impl Names {
     /// Fetch's durable consumer on settings changes.
     pub fn config_consumer(&self) -> String {
         CONFIG_CONSUMER.to_string()
+    }
+    /// The fetch service's durable consumer on pause and resume requests.
+    pub fn pause_consumer(&self) -> String {
+        PAUSE_CONSUMER.to_string()
     }
     /// The batch service's durable consumer on pages.
     pub fn batch_consumer(&self) -> String {
@@ -321,6 +352,10 @@ mod tests {
         assert_eq!(n.submit_subject(), "jetflow.jobs.submit");
         assert_eq!(n.cancel_subject("j1"), "jetflow.jobs.cancel.j1");
         assert_eq!(n.config_subject("j1"), "jetflow.jobs.config.j1");
+        assert_eq!(n.pause_subject("j1"), "jetflow.jobs.pause.j1");
+        assert_eq!(n.resume_subject("j1"), "jetflow.jobs.resume.j1");
+        assert_eq!(n.retry_subject("j1", "a-1"), "jetflow.retry.j1.a-1");
+        assert_eq!(n.retry_filter("*"), "jetflow.retry.*.*");
         assert_eq!(
             n.event_subject("j1", "accepted"),
             "jetflow.events.j1.accepted"

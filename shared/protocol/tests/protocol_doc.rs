@@ -40,7 +40,8 @@ use jetflow_protocol::{
     },
     messages::{
         BatchMessage, CancelRequest, EventKind, HandlerReply, HandlerRequest, Item, ItemResult,
-        JobEvent, LedgerEntry, PageReply, PageRequest, StepOutput, TaskMessage, TaskQueue,
+        JobEvent, LedgerEntry, PageReply, PageRequest, PauseRequest, ResumeRequest, StepOutput,
+        StepResume, TaskMessage, TaskQueue,
     },
     names::item_key,
     status::{JobWork, StatusReport, Work},
@@ -546,6 +547,7 @@ fn batch_settings() -> BatchSettings {
         max_inflight_batches: Some(4),
         retry_backoff: Some(d("1s")),
         max_backoff: Some(d("1m")),
+        max_parked: Some(10_000),
     }
 }
 
@@ -641,6 +643,7 @@ fn item_result() -> ItemResult {
         attempts: 2,
         dead_lettered: true,
         replay: true,
+        parked: true,
         duration_ms: 120,
         finished_at: t(5),
     }
@@ -690,6 +693,22 @@ fn ledger_entries() -> Vec<LedgerEntry> {
             items: vec!["agent-00412".into()],
             at: t(4),
         },
+        LedgerEntry::Parked {
+            batch: 3,
+            id: "agent-00413".into(),
+            first: true,
+            until: t(6),
+            error: "HTTP 503".into(),
+        },
+        LedgerEntry::Paused {
+            until: Some(t(7)),
+            reason: Some("api maintenance".into()),
+            at: t(5),
+        },
+        LedgerEntry::Resumed {
+            reason: Some("pause ended".into()),
+            at: t(7),
+        },
         LedgerEntry::Drained { at: t(5) },
     ];
     // A new kind of entry fails to compile here: add a sample above and a
@@ -707,6 +726,9 @@ fn ledger_entries() -> Vec<LedgerEntry> {
             | LedgerEntry::Config { .. }
             | LedgerEntry::TimedOut { .. }
             | LedgerEntry::Replayed { .. }
+            | LedgerEntry::Parked { .. }
+            | LedgerEntry::Paused { .. }
+            | LedgerEntry::Resumed { .. }
             | LedgerEntry::Drained { .. } => {}
         }
     }
@@ -730,6 +752,8 @@ fn job_state() -> JobState {
         not_run: 0,
         ends_as: Some(JobStatus::Cancelled),
         stopping_since: Some(t(190)),
+        paused_until: Some(t(200)),
+        pause_reason: Some("API maintenance".into()),
         progress: 0.9954,
         created_at: t(0),
         started_at: Some(t(1)),
@@ -746,6 +770,7 @@ fn job_state() -> JobState {
                 size: 50,
                 succeeded: 40,
                 failed: 1,
+                parked: 2,
                 fetched_at: Some(t(180)),
                 dispatched_at: Some(t(181)),
             },
@@ -768,6 +793,29 @@ fn cases() -> Vec<Case> {
                 reason: Some("operator asked".into()),
             }],
         ),
+        case(
+            "PauseRequest",
+            "PauseRequest",
+            vec![
+                PauseRequest {
+                    until: Some(t(200)),
+                    for_: None,
+                    reason: Some("API maintenance".into()),
+                },
+                PauseRequest {
+                    until: None,
+                    for_: Some(d("2h")),
+                    reason: None,
+                },
+            ],
+        ),
+        case(
+            "ResumeRequest",
+            "ResumeRequest",
+            vec![ResumeRequest {
+                reason: Some("API is back".into()),
+            }],
+        ),
         case("ConfigChange", "ConfigChange", vec![config_change()]),
         case(
             "BatchMessage",
@@ -781,11 +829,27 @@ fn cases() -> Vec<Case> {
         case(
             "TaskMessage",
             "TaskMessage",
-            vec![TaskMessage {
-                job: "migrate-v2-0001".into(),
-                batch: 3,
-                item: item(),
-            }],
+            vec![
+                TaskMessage {
+                    job: "migrate-v2-0001".into(),
+                    batch: 3,
+                    item: item(),
+                    resume: None,
+                },
+                TaskMessage {
+                    job: "migrate-v2-0001".into(),
+                    batch: 3,
+                    item: item(),
+                    resume: Some(StepResume {
+                        step: 1,
+                        tries: 2,
+                        done: vec![StepOutput {
+                            step: "ensure-thread".into(),
+                            output: json!({"thread": "t-1"}),
+                        }],
+                    }),
+                },
+            ],
         ),
         case(
             "LedgerEntry::Item(ItemResult)",
@@ -1103,6 +1167,7 @@ fn tagged_unions_and_enums_list_exactly_rusts_variants() {
         J::Completed,
         J::Partial,
         J::Failed,
+        J::Paused,
         J::Cancelling,
         J::Cancelled,
     ];
@@ -1114,6 +1179,7 @@ fn tagged_unions_and_enums_list_exactly_rusts_variants() {
             | J::Completed
             | J::Partial
             | J::Failed
+            | J::Paused
             | J::Cancelling
             | J::Cancelled => {}
         }
@@ -1139,6 +1205,8 @@ fn tagged_unions_and_enums_list_exactly_rusts_variants() {
         E::Partial,
         E::Failed,
         E::Cancelled,
+        E::Paused,
+        E::Resumed,
     ];
     for e in events {
         match e {
@@ -1149,7 +1217,9 @@ fn tagged_unions_and_enums_list_exactly_rusts_variants() {
             | E::Completed
             | E::Partial
             | E::Failed
-            | E::Cancelled => assert_eq!(json!(e.as_str()), serde_json::to_value(e).unwrap()),
+            | E::Cancelled
+            | E::Paused
+            | E::Resumed => assert_eq!(json!(e.as_str()), serde_json::to_value(e).unwrap()),
         }
     }
     let presets = [Preset::Conservative, Preset::Balanced, Preset::Aggressive];

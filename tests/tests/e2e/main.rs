@@ -9,6 +9,7 @@ mod chaos;
 mod cli;
 mod deploy_files;
 mod deploy_nats;
+mod flow_control;
 mod gc;
 mod handlers;
 mod least_privilege;

@@ -42,6 +42,7 @@ async fn poison_on_every_subject_is_dead_lettered_and_the_valid_job_completes() 
         job: "ghost".into(),
         batch: 1,
         item: ghost_item.clone(),
+        resume: None,
     });
     let ghost_batch = codec::to_msgpack(&BatchMessage {
         job: "ghost".into(),

@@ -118,6 +118,7 @@ async fn check_durable_consumers(js: &Context, names: &Names) -> Vec<Thing> {
         (names.jobs_stream(), names.fetch_consumer()),
         (names.jobs_stream(), names.cancel_consumer()),
         (names.jobs_stream(), names.config_consumer()),
+        (names.jobs_stream(), names.pause_consumer()),
         (names.batches_stream(), names.batch_consumer()),
     ];
     let mut things = Vec::new();

@@ -14,6 +14,10 @@ pub(crate) struct Faults {
     pub latency: Duration,
     /// When set, every migrate call answers 503.
     pub down: bool,
+    /// The next this many migrate calls answer 429 with `Retry-After`.
+    pub throttle: u32,
+    /// The `Retry-After` of those answers, in seconds.
+    pub retry_after_s: u64,
 }
 
 impl Faults {
@@ -23,6 +27,8 @@ impl Faults {
             permanent_rate: config.permanent_rate,
             latency: config.latency,
             down: false,
+            throttle: 0,
+            retry_after_s: 1,
         }
     }
 
@@ -46,6 +52,12 @@ impl Faults {
         if let Some(down) = update.down {
             self.down = down;
         }
+        if let Some(throttle) = update.throttle {
+            self.throttle = throttle;
+        }
+        if let Some(seconds) = update.retry_after_s {
+            self.retry_after_s = seconds;
+        }
         Ok(())
     }
 
@@ -56,6 +68,8 @@ impl Faults {
             permanent_rate: Some(self.permanent_rate),
             latency_ms: Some(u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX)),
             down: Some(self.down),
+            throttle: Some(self.throttle),
+            retry_after_s: Some(self.retry_after_s),
         }
     }
 }
@@ -68,6 +82,8 @@ pub(crate) struct FaultsUpdate {
     pub permanent_rate: Option<f64>,
     pub latency_ms: Option<u64>,
     pub down: Option<bool>,
+    pub throttle: Option<u32>,
+    pub retry_after_s: Option<u64>,
 }
 
 /// Whether `id` is one of the agents that always fail, at `rate`.

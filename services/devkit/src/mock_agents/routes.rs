@@ -111,6 +111,13 @@ fn migration_response(id: &str, outcome: Migration) -> Response {
     match outcome {
         Migration::Migrated(answer) | Migration::Replayed(answer) => Json(answer).into_response(),
         Migration::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable"),
+        Migration::Throttled(seconds) => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "slow down");
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+            response
+        }
         Migration::NotFound => error(StatusCode::NOT_FOUND, format!("no agent {id}")),
         Migration::Incompatible { template } => error(
             StatusCode::UNPROCESSABLE_ENTITY,

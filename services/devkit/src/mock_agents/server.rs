@@ -142,6 +142,20 @@ impl MockAgents {
             .map(drop)
     }
 
+    /// The next `calls` migrate calls answer 429 with `Retry-After: seconds`.
+    pub fn throttle(&self, calls: u32, seconds: u64) {
+        self.update(FaultsUpdate {
+            throttle: Some(calls),
+            retry_after_s: Some(seconds),
+            ..FaultsUpdate::default()
+        });
+    }
+
+    /// When the last migrate calls arrived (at most 256), oldest first.
+    pub fn recent_calls(&self) -> Vec<Instant> {
+        self.state.counters.recent_calls()
+    }
+
     /// Restarts `max_in_flight` from the number of calls in flight now.
     pub fn reset_max_in_flight(&self) {
         self.state.counters.reset_max_in_flight();

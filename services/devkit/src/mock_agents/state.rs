@@ -33,6 +33,8 @@ pub(crate) enum Migration {
     Replayed(Value),
     /// 503.
     Unavailable,
+    /// 429 with `Retry-After` of this many seconds.
+    Throttled(u64),
     /// 404.
     NotFound,
     /// 422, the agent can never use the template.
@@ -166,9 +168,13 @@ impl State {
 
     /// Checks done before the injected latency: the switch, the id, replays.
     pub(crate) fn admit(&self, id: &str, key: Option<&str>) -> Result<Admitted, Migration> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         if inner.faults.down {
             return Err(Migration::Unavailable);
+        }
+        if inner.faults.throttle > 0 {
+            inner.faults.throttle -= 1;
+            return Err(Migration::Throttled(inner.faults.retry_after_s));
         }
         if !inner.agents.contains_key(id) {
             return Err(Migration::NotFound);
@@ -226,7 +232,7 @@ impl State {
                 bump(&c.successes);
                 bump(&c.idempotent_replays);
             }
-            Migration::Unavailable => bump(&c.transient_errors),
+            Migration::Unavailable | Migration::Throttled(_) => bump(&c.transient_errors),
             Migration::NotFound => bump(&c.not_found),
             Migration::Incompatible { .. } => bump(&c.permanent_errors),
             Migration::BadRequest(_) => bump(&c.bad_requests),

@@ -59,7 +59,12 @@ pub(crate) struct Counters {
     pub duplicate_successes: AtomicU64,
     /// When the first migrate call arrived, for latency-to-first-work figures.
     pub first_call: OnceLock<Instant>,
+    /// When the last [`RECENT_CALLS`] migrate calls arrived, oldest first.
+    pub recent: std::sync::Mutex<std::collections::VecDeque<Instant>>,
 }
+
+/// How many call arrival times the mock keeps.
+pub const RECENT_CALLS: usize = 256;
 
 /// Adds one to a counter. Relaxed: counters are independent tallies, not
 /// synchronization.
@@ -70,8 +75,20 @@ pub(crate) fn bump(counter: &AtomicU64) {
 impl Counters {
     /// Counts a migrate call, remembering when the first one came.
     pub(crate) fn count_call(&self) {
-        self.first_call.get_or_init(Instant::now);
+        let now = Instant::now();
+        self.first_call.get_or_init(|| now);
         bump(&self.calls);
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_CALLS {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+    }
+
+    /// When the last calls arrived, oldest first.
+    pub(crate) fn recent_calls(&self) -> Vec<Instant> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().copied().collect()
     }
 
     /// Snapshot; `migrated` comes from the state, which owns that set.

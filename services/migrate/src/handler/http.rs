@@ -1,6 +1,8 @@
 //! The `http` handler: one request per item, carrying the idempotency key
 //! `<job>:<item>` so that a retried or repeated call is safe for the target.
 
+use std::time::Duration;
+
 use jetflow_protocol::{
     job::HttpHandler,
     messages::Item,
@@ -81,6 +83,14 @@ pub async fn call(
         .then(|| response.headers().get(reqwest::header::LOCATION))
         .flatten()
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let retry_after = matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    )
+    .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
+    .flatten()
+    .and_then(|value| value.to_str().ok())
+    .and_then(|value| retry_after_wait(value, chrono::Utc::now()));
     let text = response
         .text()
         .await
@@ -88,7 +98,33 @@ pub async fn call(
     if status.is_success() {
         return Ok(output(&text));
     }
-    Err(failure(status, location, &text, &spec.retry_on))
+    let failure = failure(status, location, &text, &spec.retry_on);
+    match (failure, retry_after) {
+        (HandlerError::Transient(error), Some(after)) => {
+            Err(HandlerError::Throttled { error, after })
+        }
+        (failure, _) => Err(failure),
+    }
+}
+
+/// The longest `Retry-After` honoured: a target asking for more is waited
+/// for this long, then asked again.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// How long a `Retry-After` value (seconds, or an HTTP date) asks to wait
+/// as of `now`; `None` for a value that is neither.
+pub fn retry_after_wait(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&chrono::Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// Why a call answered `status` (not a success) with `text` failed, and
@@ -155,6 +191,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date_and_capped() {
+        use chrono::TimeZone;
+        let now = chrono::Utc
+            .with_ymd_and_hms(2015, 10, 21, 7, 27, 0)
+            .unwrap();
+        assert_eq!(retry_after_wait("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_after_wait("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            retry_after_wait("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date gone by asks for no wait"
+        );
+        assert_eq!(retry_after_wait("99999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after_wait("soon", now), None);
+    }
 
     #[test]
     fn classifies_statuses() {

@@ -17,6 +17,15 @@ pub enum HandlerError {
     /// Not worth retrying: the target said no.
     #[error("{0}")]
     Permanent(String),
+    /// The target asked for time (a 429 or 503 with `Retry-After`): call
+    /// again once `after` has passed, without spending a retry.
+    #[error("{error} (asked to wait {after:?})")]
+    Throttled {
+        /// The answer.
+        error: String,
+        /// How long it asked to wait.
+        after: std::time::Duration,
+    },
 }
 
 /// One call of a handler (or of one step) for one item.
@@ -54,4 +63,6 @@ pub struct Trail {
     pub failed_step: Option<String>,
     /// Each finished step's output, in order.
     pub messages: Vec<StepOutput>,
+    /// A step that must be tried again later: where the chain resumes.
+    pub retry: Option<steps::StepRetry>,
 }

@@ -3,12 +3,16 @@
 //! HTTP body template) — say, one step that creates a thread and one that
 //! runs work on it.
 //!
-//! Each step has its own timeout and retry policy: a transient failure is
-//! retried in place, with backoff, up to the step's `max_retries`; while
-//! the step's target has an open breaker, the step waits without spending
-//! a retry. A step that fails for good — or runs out of retries — fails the
-//! item, whose outcome records the step, the error, and every earlier
-//! step's output. A crash mid-chain runs the chain again from the first
+//! Each step has its own timeout and retry policy. A transient failure is
+//! retried up to the step's `max_retries`, through the same engine as an
+//! item's retry (`park`): the chain stops, the task waits out the step's
+//! backoff as a schedule holding no slot, and carries where the chain
+//! resumes ([`StepResume`]: the step, its calls so far, the outputs before
+//! it) — so neither a wait nor a crash while waiting repeats a finished
+//! step. While the step's target has an open breaker, the chain waits the
+//! same way without spending a retry. A step that fails for good — or runs
+//! out of retries — fails the item, whose outcome records the step, the
+//! error, and every earlier step's output. A crash mid-call repeats that
 //! step on redelivery: each step gets its own idempotency key
 //! (`<job>:<item>:<step>`) so repeating one is safe for its target.
 
@@ -16,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use jetflow_protocol::{
     job::{Settings, Step, StepCall},
-    messages::StepOutput,
+    messages::{StepOutput, StepResume},
     retry::retry_delay,
 };
 use serde_json::Value;
@@ -38,71 +42,150 @@ pub struct StepContext<'a> {
     pub settings: &'a Settings,
 }
 
-/// Runs `steps` for `call`'s item; the last step's output is the item's.
+/// A step to try again after `delay`, and where the chain resumes then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRetry {
+    /// How long to wait.
+    pub delay: Duration,
+    /// What failed.
+    pub error: String,
+    /// Whether a call was made (a breaker hold makes none).
+    pub called: bool,
+    /// Where the chain resumes.
+    pub resume: StepResume,
+}
+
+/// Runs `steps` for `call`'s item, from where `resume` says (the start when
+/// `None`); the last step's output is the item's. A step to retry later
+/// ends the run with `Trail::retry` set.
 pub async fn run(
     ctx: StepContext<'_>,
     steps: &[Step],
     call: Call<'_>,
+    resume: Option<&StepResume>,
 ) -> (Result<Value, HandlerError>, Trail) {
     let mut trail = Trail::default();
-    let mut input = Value::Null;
-    for step in steps {
+    let (first, mut tries) = match resume {
+        Some(resume) => {
+            trail.messages = resume.done.clone();
+            (resume.step, resume.tries)
+        }
+        None => (0, 0),
+    };
+    let mut input = trail
+        .messages
+        .last()
+        .map(|done| done.output.clone())
+        .unwrap_or(Value::Null);
+    for (index, step) in steps.iter().enumerate().skip(first) {
         let this = Call {
             step: Some(&step.name),
             input: &input,
             ..call
         };
-        match run_step(ctx, step, &this).await {
-            Ok(output) => {
+        match run_step(ctx, step, &this, tries).await {
+            StepRun::Succeeded(output) => {
                 trail.messages.push(StepOutput {
                     step: step.name.clone(),
                     output: output.clone(),
                 });
                 input = output;
+                tries = 0;
             }
-            Err(error) => {
+            StepRun::Failed(error) => {
                 trail.failed_step = Some(step.name.clone());
                 let error = format!("step {}: {error}", step.name);
                 return (Err(HandlerError::Permanent(error)), trail);
+            }
+            StepRun::Later {
+                delay,
+                tries,
+                called,
+                error,
+            } => {
+                let error = format!("step {}: {error}", step.name);
+                trail.retry = Some(StepRetry {
+                    delay,
+                    error: error.clone(),
+                    called,
+                    resume: StepResume {
+                        step: index,
+                        tries,
+                        done: trail.messages.clone(),
+                    },
+                });
+                return (Err(HandlerError::Transient(error)), trail);
             }
         }
     }
     (Ok(input), trail)
 }
 
-/// Calls one step until it succeeds, fails for good, or runs out of retries;
-/// waits, without spending a retry, while its target's breaker is open.
-async fn run_step(ctx: StepContext<'_>, step: &Step, call: &Call<'_>) -> Result<Value, String> {
+/// What one go at a step came to.
+#[derive(Debug)]
+enum StepRun {
+    Succeeded(Value),
+    Failed(String),
+    /// Try again after `delay`, the step having made `tries` calls.
+    Later {
+        delay: Duration,
+        tries: u32,
+        called: bool,
+        error: String,
+    },
+}
+
+/// Calls one step once, `tries` calls having been made before: it
+/// succeeds, fails for good (out of retries, or refused), or is to be
+/// tried again later — after its backoff, after what the target asked for
+/// (`Retry-After`, no retry spent), or once its breaker lets calls through
+/// (no call made).
+async fn run_step(ctx: StepContext<'_>, step: &Step, call: &Call<'_>, tries: u32) -> StepRun {
     let settings = ctx.settings;
-    let max_retries = step.max_retries.unwrap_or(settings.max_retries);
-    let first_delay = step
-        .retry_backoff
-        .map(|d| d.get())
-        .unwrap_or(settings.retry_backoff);
     let target = target(&step.call);
-    let mut tries = 0;
-    loop {
-        if let Admission::Hold(wait) = ctx.breakers.admit(&target, Instant::now()) {
-            tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
-            continue;
-        }
-        tries += 1;
-        let result = one(ctx, &step.call, call).await;
-        match &result {
-            Err(HandlerError::Transient(_)) => ctx.breakers.failed(&target, Instant::now()),
-            _ => ctx.breakers.succeeded(&target),
-        }
-        match result {
-            Err(HandlerError::Transient(error)) if tries <= max_retries => {
-                let delay = retry_delay(tries, first_delay, settings.max_backoff);
-                tracing::debug!(job = call.job, item = %call.item.id, step = %step.name, tries, ?delay, error, "retrying step");
-                tokio::time::sleep(delay).await;
+    if let Admission::Hold(wait) = ctx.breakers.admit(&target, Instant::now()) {
+        return StepRun::Later {
+            delay: wait,
+            tries,
+            called: false,
+            error: format!("circuit breaker of {target} open"),
+        };
+    }
+    let tries = tries + 1;
+    let result = one(ctx, &step.call, call).await;
+    match &result {
+        Err(HandlerError::Transient(_)) => ctx.breakers.failed(&target, Instant::now()),
+        _ => ctx.breakers.succeeded(&target),
+    }
+    let max_retries = step.max_retries.unwrap_or(settings.max_retries);
+    match result {
+        Ok(output) => StepRun::Succeeded(output),
+        Err(HandlerError::Permanent(error)) => StepRun::Failed(error),
+        Err(HandlerError::Throttled { error, after }) => {
+            ctx.breakers.throttled(&target, after, Instant::now());
+            StepRun::Later {
+                delay: after,
+                tries: tries - 1,
+                called: true,
+                error,
             }
-            Err(HandlerError::Transient(error)) => {
-                return Err(format!("{error} (gave up after {tries} attempts)"));
+        }
+        Err(HandlerError::Transient(error)) if tries <= max_retries => {
+            let first_delay = step
+                .retry_backoff
+                .map(|d| d.get())
+                .unwrap_or(settings.retry_backoff);
+            let delay = retry_delay(tries, first_delay, settings.max_backoff);
+            tracing::debug!(job = call.job, item = %call.item.id, step = %step.name, tries, ?delay, error, "retrying step");
+            StepRun::Later {
+                delay,
+                tries,
+                called: true,
+                error,
             }
-            Err(HandlerError::Permanent(error)) => return Err(error),
-            Ok(output) => return Ok(output),
+        }
+        Err(HandlerError::Transient(error)) => {
+            StepRun::Failed(format!("{error} (gave up after {tries} attempts)"))
         }
     }
 }

@@ -32,6 +32,19 @@ pub struct Effects {
     pub stopping: bool,
     /// Live settings changed: the task consumer must follow.
     pub reconfigured: bool,
+    /// The job was paused or resumed, in ledger order (each one is an event).
+    pub pauses: Vec<PauseChange>,
+}
+
+/// A pause or resume the fold took in, at ledger sequence `seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PauseChange {
+    /// The ledger entry's sequence: the event's de-duplication number.
+    pub seq: u64,
+    /// Paused (until when, if the pause is timed), or resumed (`None`).
+    pub paused: Option<Option<DateTime<Utc>>>,
+    /// Why, as the request said.
+    pub reason: Option<String>,
 }
 
 /// Applies the ledger entry at stream sequence `seq`. `count` says whether
@@ -66,6 +79,11 @@ pub fn apply(
         Some(LedgerEntry::Drained { at }) => drained(state, *at, effects),
         Some(LedgerEntry::Dispatched { batch, at }) => dispatched(state, *batch, *at, effects),
         Some(LedgerEntry::Replayed { items, .. }) => state.replaying.extend(items.iter().cloned()),
+        Some(LedgerEntry::Parked { batch, first, .. }) => parked(state, *batch, *first),
+        Some(LedgerEntry::Paused { until, reason, .. }) => {
+            pause(state, seq, *until, reason.clone(), effects)
+        }
+        Some(LedgerEntry::Resumed { reason, .. }) => resume(state, seq, reason.clone(), effects),
         // Never here: `facts::flatten` turns these into `item` facts, each with its
         // own count. Only the checkpoint above applies.
         Some(LedgerEntry::Items { .. }) => {}
@@ -159,6 +177,54 @@ fn timed_out(state: &mut JobState, at: DateTime<Utc>, effects: &mut Effects) {
     );
 }
 
+/// An item of `batch` waits out a retry; the batch counts it once, however
+/// often it is retried (`first`).
+fn parked(state: &mut JobState, batch: u64, first: bool) {
+    if let Some(open) = state.open_batches.get_mut(&batch) {
+        if first {
+            open.parked += 1;
+        }
+    }
+}
+
+/// Someone paused the job (again: the new end and reason replace the old).
+/// A job that is stopping or has not been accepted as running stays as it is.
+fn pause(
+    state: &mut JobState,
+    seq: u64,
+    until: Option<DateTime<Utc>>,
+    reason: Option<String>,
+    effects: &mut Effects,
+) {
+    if !state.status.is_active() {
+        return;
+    }
+    state.status = JobStatus::Paused;
+    state.paused_until = until;
+    state.pause_reason = reason.clone();
+    effects.pauses.push(PauseChange {
+        seq,
+        paused: Some(until),
+        reason,
+    });
+}
+
+/// Someone resumed the job, or its timed pause ended: it goes back to the
+/// status its progress gives it. A job that is not paused stays as it is.
+fn resume(state: &mut JobState, seq: u64, reason: Option<String>, effects: &mut Effects) {
+    if state.status != JobStatus::Paused {
+        return;
+    }
+    state.status = state.unpaused_status();
+    state.paused_until = None;
+    state.pause_reason = None;
+    effects.pauses.push(PauseChange {
+        seq,
+        paused: None,
+        reason,
+    });
+}
+
 /// Live settings changed (`jetflow config`).
 fn reconfigure(state: &mut JobState, change: &ConfigChange, effects: &mut Effects) {
     // Validated when requested; checked again so that no ledger entry,
@@ -203,6 +269,9 @@ fn count_new(state: &mut JobState, result: &ItemResult, effects: &mut Effects) {
     add_to_tally(state, result);
     sample_error(state, result);
     if let Some(open) = state.open_batches.get_mut(&result.batch) {
+        if result.parked {
+            open.parked = open.parked.saturating_sub(1);
+        }
         match result.status {
             ItemStatus::Succeeded => open.succeeded += 1,
             ItemStatus::Failed => open.failed += 1,
@@ -319,6 +388,8 @@ fn stop(
         return;
     }
     state.status = JobStatus::Cancelling;
+    state.paused_until = None;
+    state.pause_reason = None;
     state.ends_as = Some(ends_as);
     state.reason = Some(reason);
     state.stopping_since = Some(at);
@@ -335,6 +406,8 @@ fn end(
 ) {
     state.status = status;
     state.reason = reason;
+    state.paused_until = None;
+    state.pause_reason = None;
     state.finished_at = Some(at);
     state.ends_as = None;
     state.not_run = state.total.saturating_sub(state.done());

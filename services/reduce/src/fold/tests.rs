@@ -138,6 +138,7 @@ fn item(batch: u64, id: &str, status: ItemStatus) -> ItemResult {
         attempts: 2,
         dead_lettered: failed,
         replay: false,
+        parked: false,
         duration_ms: 1,
         finished_at: Utc::now(),
     }
@@ -405,6 +406,7 @@ fn a_replay_corrects_the_tally_and_the_job_waits_for_it() {
     assert_eq!(effects.ended, None, "waits for the replayed item");
     let retried = ItemResult {
         replay: true,
+        parked: false,
         ..succeeded(1, "b")
     };
     let effects = fold(

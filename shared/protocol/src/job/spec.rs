@@ -354,6 +354,12 @@ pub struct BatchSettings {
     /// Longest retry delay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_backoff: Option<HumanDuration>,
+    /// Items waiting out a retry that fetch runs ahead of, at most. Such
+    /// items wait in the task stream, holding no concurrency slot, and a
+    /// batch whose unfinished items all wait does not count against
+    /// `max_inflight_batches`; past this many, fetch waits for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parked: Option<u32>,
 }
 
 /// Resolved settings: every value present.
@@ -371,7 +377,13 @@ pub struct Settings {
     pub retry_backoff: std::time::Duration,
     /// See [`BatchSettings::max_backoff`].
     pub max_backoff: std::time::Duration,
+    /// See [`BatchSettings::max_parked`].
+    pub max_parked: u32,
 }
+
+/// Parked items fetch runs ahead of unless told (each is one small stored
+/// message in the task stream, nothing in any process's memory).
+pub const DEFAULT_MAX_PARKED: u32 = 10_000;
 
 /// Named bundles of settings: migration strategies from careful to fast.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -398,6 +410,7 @@ impl Preset {
                 max_inflight_batches: 2,
                 retry_backoff: D::from_secs(2),
                 max_backoff: D::from_secs(120),
+                max_parked: DEFAULT_MAX_PARKED,
             },
             Preset::Balanced => Settings {
                 fetch_size: 50,
@@ -406,6 +419,7 @@ impl Preset {
                 max_inflight_batches: 4,
                 retry_backoff: D::from_secs(1),
                 max_backoff: D::from_secs(60),
+                max_parked: DEFAULT_MAX_PARKED,
             },
             Preset::Aggressive => Settings {
                 fetch_size: 50,
@@ -414,6 +428,7 @@ impl Preset {
                 max_inflight_batches: 16,
                 retry_backoff: D::from_millis(250),
                 max_backoff: D::from_secs(10),
+                max_parked: DEFAULT_MAX_PARKED,
             },
         }
     }
@@ -466,6 +481,7 @@ impl JobSpec {
             max_inflight_batches: b.max_inflight_batches.unwrap_or(p.max_inflight_batches),
             retry_backoff: b.retry_backoff.map(|d| d.get()).unwrap_or(p.retry_backoff),
             max_backoff: b.max_backoff.map(|d| d.get()).unwrap_or(p.max_backoff),
+            max_parked: b.max_parked.unwrap_or(p.max_parked),
         }
     }
 
@@ -480,6 +496,7 @@ impl JobSpec {
             max_inflight_batches: Some(s.max_inflight_batches),
             retry_backoff: Some(HumanDuration(s.retry_backoff)),
             max_backoff: Some(HumanDuration(s.max_backoff)),
+            max_parked: Some(s.max_parked),
         };
     }
 

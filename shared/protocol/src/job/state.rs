@@ -28,6 +28,9 @@ pub enum JobStatus {
     Partial,
     /// The job itself failed (source refused, fail-fast, timeout).
     Failed,
+    /// Paused on request: no page is fetched and no item starts until it
+    /// is resumed (or its `paused_until` passes); items in flight finish.
+    Paused,
     /// Cancel requested; in-flight items finishing.
     Cancelling,
     /// Cancelled.
@@ -35,9 +38,15 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    /// Whether items of the job may still be started: not ended, not stopping.
+    /// Whether the job may still run items: not ended, not stopping
+    /// (a paused job is active: it will run them once resumed).
     pub fn is_active(self) -> bool {
         !self.is_terminal() && self != JobStatus::Cancelling
+    }
+
+    /// Whether items of the job may start now: active and not paused.
+    pub fn runs_items(self) -> bool {
+        self.is_active() && self != JobStatus::Paused
     }
 
     /// Whether the job has ended.
@@ -57,6 +66,7 @@ impl JobStatus {
             JobStatus::Completed => "completed",
             JobStatus::Partial => "partial",
             JobStatus::Failed => "failed",
+            JobStatus::Paused => "paused",
             JobStatus::Cancelling => "cancelling",
             JobStatus::Cancelled => "cancelled",
         }
@@ -79,6 +89,12 @@ pub struct OpenBatch {
     pub succeeded: u64,
     /// Items failed so far.
     pub failed: u64,
+    /// Items of it waiting out a retry (parked in the task stream). An
+    /// item whose first result after a retry was not the one counted (a
+    /// crash repeated its call) stays in this count until the batch closes,
+    /// so it can only overstate.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parked: u64,
     /// When fetch published it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetched_at: Option<DateTime<Utc>>,
@@ -92,6 +108,26 @@ impl OpenBatch {
     pub fn done(&self) -> u64 {
         self.succeeded + self.failed
     }
+
+    /// Items without an outcome.
+    pub fn remaining(&self) -> u64 {
+        self.size.saturating_sub(self.done())
+    }
+
+    /// Items without an outcome that are waiting out a retry.
+    pub fn parked_now(&self) -> u64 {
+        self.parked.min(self.remaining())
+    }
+
+    /// Whether every unfinished item is waiting out a retry: the batch
+    /// holds no concurrency slot and waits only for time to pass.
+    pub fn only_parked(&self) -> bool {
+        self.size > 0 && self.remaining() > 0 && self.parked >= self.remaining()
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One recent error, for `jetflow status`.
@@ -142,6 +178,12 @@ pub struct JobState {
     /// When stopping began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopping_since: Option<DateTime<Utc>>,
+    /// While `paused`: when the pause ends by itself (none: until resumed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<DateTime<Utc>>,
+    /// While `paused`: why, as the request said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
     /// `(succeeded + failed + skipped) / total`, 0 before anything is known.
     pub progress: f64,
     /// When the job was accepted.
@@ -201,6 +243,8 @@ impl JobState {
             not_run: 0,
             ends_as: None,
             stopping_since: None,
+            paused_until: None,
+            pause_reason: None,
             progress: 0.0,
             created_at: now,
             started_at: None,
@@ -220,6 +264,23 @@ impl JobState {
     /// Items with an outcome.
     pub fn done(&self) -> u64 {
         self.succeeded + self.failed + self.skipped
+    }
+
+    /// Items waiting out a retry, over the open batches.
+    pub fn parked(&self) -> u64 {
+        self.open_batches.values().map(OpenBatch::parked_now).sum()
+    }
+
+    /// The status a job that is not paused has at this point of its life:
+    /// what a resumed job goes back to.
+    pub fn unpaused_status(&self) -> JobStatus {
+        if self.fetch_done {
+            JobStatus::Processing
+        } else if self.started_at.is_some() {
+            JobStatus::Fetching
+        } else {
+            JobStatus::Pending
+        }
     }
 
     /// Recomputes `progress` from the counts.

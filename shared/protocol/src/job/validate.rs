@@ -55,6 +55,8 @@ const MAX_FETCH_SIZE: u32 = 10_000;
 pub(crate) const MAX_CONCURRENCY: u32 = 100_000;
 pub(crate) const MAX_RETRIES: u32 = 100;
 const MAX_INFLIGHT_BATCHES: u32 = 10_000;
+/// Parked items fetch may run ahead of: a million small stored messages.
+const MAX_PARKED: u32 = 1_000_000;
 
 /// Parses and validates a submission. `new_id` is called for a job without
 /// an id. On success the job has its id and fully resolved settings.
@@ -123,6 +125,7 @@ pub fn validate(spec: &JobSpec) -> Result<(), Rejection> {
         1,
         MAX_INFLIGHT_BATCHES,
     )?;
+    in_range("batch.max_parked", s.max_parked, 0, MAX_PARKED)?;
     if s.retry_backoff.is_zero() {
         return Err(Rejection::new("batch.retry_backoff", "must be above zero"));
     }

@@ -25,6 +25,10 @@ pub enum EventKind {
     Failed,
     /// The job was cancelled.
     Cancelled,
+    /// The job was paused.
+    Paused,
+    /// A paused job was resumed (on request, or its pause ended).
+    Resumed,
 }
 
 impl EventKind {
@@ -39,6 +43,8 @@ impl EventKind {
             EventKind::Partial => "partial",
             EventKind::Failed => "failed",
             EventKind::Cancelled => "cancelled",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
         }
     }
 }

@@ -41,6 +41,11 @@ pub struct ItemResult {
     /// Whether this is the result of a replayed task (`jetflow dlq replay`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
+    /// Whether the item had waited out a retry (a [`LedgerEntry::Parked`])
+    /// before the call that gave this result: the reducer stops counting
+    /// it as parked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
     /// Duration of the last call, ms.
     #[serde(default)]
     pub duration_ms: u64,
@@ -133,6 +138,42 @@ pub enum LedgerEntry {
         /// When.
         at: DateTime<Utc>,
     },
+    /// An item's call failed and will be retried at `until`: its task
+    /// waits in the task stream (a message schedule) holding no slot.
+    /// Migrate records this before it schedules the retry.
+    Parked {
+        /// Batch number.
+        batch: u64,
+        /// Item id.
+        id: String,
+        /// Whether the item was not waiting out a retry already (its task
+        /// did not come from one): only then does the batch count one more
+        /// parked item.
+        first: bool,
+        /// When the retry is due.
+        until: DateTime<Utc>,
+        /// The error that is being retried.
+        error: String,
+    },
+    /// Someone paused the job.
+    Paused {
+        /// When the pause ends by itself, if it does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<DateTime<Utc>>,
+        /// Why, if they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Someone resumed the job, or its timed pause ended.
+    Resumed {
+        /// Why, if known (`pause ended` for a timed pause).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The job was stopping, and every item that had started has finished:
     /// the reducer observed no task of the job in flight any more.
     Drained {
@@ -178,7 +219,10 @@ impl LedgerEntry {
             LedgerEntry::Item(_)
             | LedgerEntry::Items { .. }
             | LedgerEntry::Config { .. }
-            | LedgerEntry::Replayed { .. } => return None,
+            | LedgerEntry::Replayed { .. }
+            | LedgerEntry::Parked { .. }
+            | LedgerEntry::Paused { .. }
+            | LedgerEntry::Resumed { .. } => return None,
         })
     }
 
@@ -187,6 +231,24 @@ impl LedgerEntry {
     /// redelivered.
     pub fn config_msg_id(job: &str, request_seq: u64) -> String {
         format!("{job}:config:{request_seq}")
+    }
+
+    /// The id of the `parked` entry for the task migrate received as
+    /// `task_seq`: a crash before the task is acked records it once.
+    pub fn parked_msg_id(job: &str, task_seq: u64) -> String {
+        format!("{job}:parked:{task_seq}")
+    }
+
+    /// The id of the pause or resume requested by message `request_seq` of
+    /// the jobs stream (`kind`: `pause`, `resume`).
+    pub fn pause_msg_id(job: &str, kind: &str, request_seq: u64) -> String {
+        format!("{job}:{kind}:{request_seq}")
+    }
+
+    /// The id of the `resumed` entry that ends a pause timed to end at
+    /// `until` (the reducer appends it; two owners append it once).
+    pub fn pause_ended_msg_id(job: &str, until: DateTime<Utc>) -> String {
+        format!("{job}:resume:at:{}", until.timestamp_millis())
     }
 
     /// The id of a `replayed` entry whose first dead letter is `first_seq`.
@@ -218,6 +280,8 @@ impl ItemOutcome {
             dead_lettered: _,
             // Recorded as `replaced` when the replay replaces an outcome.
             replay: _,
+            // Only the reducer's count of parked items needs it.
+            parked: _,
             duration_ms,
             finished_at,
         } = result;
@@ -261,6 +325,7 @@ mod tests {
             attempts: 2,
             dead_lettered: true,
             replay: false,
+            parked: true,
             duration_ms: 12,
             finished_at: Utc::now(),
         }
@@ -276,6 +341,22 @@ mod tests {
                 at: Utc::now(),
             },
             LedgerEntry::Item(failed_result()),
+            LedgerEntry::Parked {
+                batch: 3,
+                id: "agent-2".into(),
+                first: true,
+                until: Utc::now(),
+                error: "HTTP 503".into(),
+            },
+            LedgerEntry::Paused {
+                until: Some(Utc::now()),
+                reason: Some("api maintenance".into()),
+                at: Utc::now(),
+            },
+            LedgerEntry::Resumed {
+                reason: None,
+                at: Utc::now(),
+            },
         ];
         for entry in entries {
             for format in [codec::Format::MsgPack, codec::Format::Json] {

@@ -13,7 +13,7 @@ mod handler;
 mod ledger;
 mod work;
 
-pub use control::CancelRequest;
+pub use control::{CancelRequest, PauseRequest, ResumeRequest};
 pub use dead_letter::dead_letter_msg_id;
 pub use events::{EventKind, JobEvent};
 pub use handler::{HandlerReply, HandlerRequest, PageReply, PageRequest};
@@ -21,4 +21,4 @@ pub use handler::{HandlerReply, HandlerRequest, PageReply, PageRequest};
 // well, where the messages that carry them are.
 pub use crate::job::{StepOutput, TaskQueue};
 pub use ledger::{ItemResult, LedgerEntry};
-pub use work::{BatchMessage, Item, TaskMessage};
+pub use work::{BatchMessage, Item, StepResume, TaskMessage};

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::names::item_key;
+use crate::{job::StepOutput, names::item_key};
 
 /// One item of work.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,6 +46,23 @@ pub struct TaskMessage {
     pub batch: u64,
     /// The item.
     pub item: Item,
+    /// On a `steps` task waiting out a step's retry: where its chain
+    /// resumes. Absent on every task batch publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<StepResume>,
+}
+
+/// Where a chain of steps resumes after one of its steps waited out a
+/// retry: a crash while it waits loses none of the steps already done.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepResume {
+    /// Index of the step to run next (0-based).
+    pub step: usize,
+    /// Calls that step has made already.
+    pub tries: u32,
+    /// The outputs of the steps before it, in order.
+    #[serde(default)]
+    pub done: Vec<StepOutput>,
 }
 
 impl TaskMessage {
@@ -61,6 +78,12 @@ impl TaskMessage {
     /// crash between publishing and acking publishes it once.
     pub fn held_msg_id(job: &str, seq: u64) -> String {
         format!("{job}:held:{seq}")
+    }
+
+    /// The id of the retry migrate scheduled for the task it received as
+    /// `seq`: a crash between scheduling and acking schedules it once.
+    pub fn retry_msg_id(job: &str, seq: u64) -> String {
+        format!("{job}:retry:{seq}")
     }
 
     /// The id of a dead-lettered task published again by `jetflow dlq

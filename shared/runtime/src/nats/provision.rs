@@ -59,6 +59,8 @@ pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
                 names.submit_subject(),
                 names.cancel_subject("*"),
                 names.config_subject("*"),
+                names.pause_subject("*"),
+                names.resume_subject("*"),
             ],
             RetentionPolicy::WorkQueue,
             days(7),
@@ -69,12 +71,18 @@ pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
             RetentionPolicy::WorkQueue,
             Duration::ZERO,
         ),
-        base(
-            names.tasks_stream(),
-            vec![names.task_subject("*")],
-            RetentionPolicy::WorkQueue,
-            Duration::ZERO,
-        ),
+        // A retry waits out its backoff as a message schedule on its
+        // item's retry subject, which the server publishes to the task
+        // subject when it is due (docs/exactly-once.md).
+        stream::Config {
+            allow_message_schedules: true,
+            ..base(
+                names.tasks_stream(),
+                vec![names.task_subject("*"), names.retry_filter("*")],
+                RetentionPolicy::WorkQueue,
+                Duration::ZERO,
+            )
+        },
         // Ledgers are read by position (the reducer's checkpoint), so they
         // are kept by limits and purged by the reducer as it folds.
         base(
@@ -251,6 +259,7 @@ fn stream_is_current(existing: &stream::Config, wanted: &stream::Config) -> bool
         && existing.storage == wanted.storage
         && existing.duplicate_window == wanted.duplicate_window
         && existing.discard == wanted.discard
+        && existing.allow_message_schedules == wanted.allow_message_schedules
         && existing.num_replicas >= wanted.num_replicas
 }
 

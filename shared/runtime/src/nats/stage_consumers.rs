@@ -57,6 +57,14 @@ pub fn config_changes(names: &Names) -> StageConsumer {
     )
 }
 
+/// Fetch's consumer on pause and resume requests, both in one so that a
+/// pause and the resume after it are taken in order.
+pub fn pauses(names: &Names) -> StageConsumer {
+    let mut consumer = durable(names.jobs_stream(), names.pause_consumer(), String::new());
+    consumer.config.filter_subjects = vec![names.pause_subject("*"), names.resume_subject("*")];
+    consumer
+}
+
 /// Batch's consumer on pages: pages are handed out a few per fan-out slot
 /// (`parallel` slots per instance), and one not acked within a minute (an
 /// instance that died mid-fan-out) goes to another instance.
@@ -73,9 +81,14 @@ pub fn pages(names: &Names, parallel: usize) -> StageConsumer {
     }
 }
 
-/// Fetch's three consumers.
+/// Fetch's four consumers.
 pub fn fetch(names: &Names) -> Vec<StageConsumer> {
-    vec![submissions(names), cancels(names), config_changes(names)]
+    vec![
+        submissions(names),
+        cancels(names),
+        config_changes(names),
+        pauses(names),
+    ]
 }
 
 /// The durable consumers `stage` pulls from.

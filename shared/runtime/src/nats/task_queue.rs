@@ -4,7 +4,8 @@
 //!
 //! - fetch creates it when it accepts a job ([`ensure`]);
 //! - the reducer reconfigures it when live settings change ([`ensure`]),
-//!   pauses it when the job stops ([`pause`]), reads how many of its tasks
+//!   pauses it when the job stops ([`pause`]) or is paused ([`pause_until`],
+//!   [`resume`]), reads how many of its tasks
 //!   are in flight while it drains ([`in_flight`]) and deletes it last when
 //!   the job has ended ([`delete`]);
 //! - migrate pulls from it ([`open`]);
@@ -14,6 +15,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use chrono::{DateTime, Utc};
 use jetflow_protocol::{
     job::{HandlerSpec, JobSpec},
     Names,
@@ -93,20 +95,48 @@ pub async fn exists(bus: &Bus, job: &str) -> Result<bool> {
 /// Pauses the job's task consumer for good: the server hands out none of
 /// its tasks again. A consumer already gone is as good as paused.
 pub async fn pause(bus: &Bus, job: &str) -> Result<()> {
-    let stream = bus
-        .js
-        .get_stream(bus.names.tasks_stream())
-        .await
-        .ctx("opening tasks stream")?;
+    pause_until(bus, job, None).await
+}
+
+/// Pauses the job's task consumer until `until` (for good when `None`):
+/// the server hands out none of its tasks before then, and resumes by
+/// itself after. A consumer already gone is as good as paused.
+pub async fn pause_until(bus: &Bus, job: &str, until: Option<DateTime<Utc>>) -> Result<()> {
     let forever = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+    let until = until
+        .and_then(|t| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(t.timestamp_nanos_opt()?.into()).ok()
+        })
+        .unwrap_or(forever);
+    let stream = tasks_stream(bus).await?;
     match stream
-        .pause_consumer(&bus.names.task_consumer(job), forever)
+        .pause_consumer(&bus.names.task_consumer(job), until)
         .await
         .ctx("pausing the job's tasks")
     {
         Err(err) if err.is_not_found() => Ok(()),
         other => other.map(|_| ()),
     }
+}
+
+/// Lets the server hand out the job's tasks again after [`pause_until`].
+pub async fn resume(bus: &Bus, job: &str) -> Result<()> {
+    let stream = tasks_stream(bus).await?;
+    match stream
+        .resume_consumer(&bus.names.task_consumer(job))
+        .await
+        .ctx("resuming the job's tasks")
+    {
+        Err(err) if err.is_not_found() => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+async fn tasks_stream(bus: &Bus) -> Result<async_nats::jetstream::stream::Stream> {
+    bus.js
+        .get_stream(bus.names.tasks_stream())
+        .await
+        .ctx("opening tasks stream")
 }
 
 /// Tasks of the job handed out and not yet acknowledged (none once its

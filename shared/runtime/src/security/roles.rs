@@ -138,7 +138,12 @@ pub fn permissions(names: &Names, role: Role, scope: &Scope) -> Permissions {
 fn fetch(g: &mut Grants, scope: &Scope) {
     let n = g.names.clone();
     g.stage(Stage::Fetch);
-    for consumer in [n.fetch_consumer(), n.cancel_consumer(), n.config_consumer()] {
+    for consumer in [
+        n.fetch_consumer(),
+        n.cancel_consumer(),
+        n.config_consumer(),
+        n.pause_consumer(),
+    ] {
         g.pull(&n.jobs_stream(), &consumer);
     }
     // A job's task queue is made when fetch accepts it.
@@ -171,8 +176,10 @@ fn migrate(g: &mut Grants, scope: &Scope) {
     let n = g.names.clone();
     g.stage(Stage::Migrate);
     g.pull(&n.tasks_stream(), "*");
-    // Held and replayed tasks go back on the job's task subject.
+    // Held and replayed tasks go back on the job's task subject; retries
+    // wait as message schedules on the retry subjects.
     g.publish(n.task_subject("*"));
+    g.publish(n.retry_filter("*"));
     g.publish(n.result_subject("*"));
     g.events();
     g.watch_bucket(&n.jobs_bucket());
