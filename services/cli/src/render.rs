@@ -21,6 +21,13 @@ fn write_counts(out: &mut String, state: &JobState) {
     if let Some(reason) = &state.reason {
         let _ = writeln!(out, "reason    {reason}");
     }
+    if state.status == jetflow_protocol::job::JobStatus::Paused {
+        let until = state
+            .paused_until
+            .map_or("until resumed".to_string(), |t| format!("until {t}"));
+        let why = state.pause_reason.as_deref().unwrap_or("no reason given");
+        let _ = writeln!(out, "paused    {until} ({why})");
+    }
     let total = if state.fetch_done {
         state.total.to_string()
     } else {
@@ -40,10 +47,11 @@ fn write_counts(out: &mut String, state: &JobState) {
     );
     let _ = writeln!(
         out,
-        "batches   {} fetched, {} done, {} open",
+        "batches   {} fetched, {} done, {} open; {} items waiting out a retry",
         state.batches,
         state.batches_done,
-        state.open_batches.len()
+        state.open_batches.len(),
+        state.parked()
     );
 }
 
@@ -73,10 +81,11 @@ fn write_open_batches(out: &mut String, state: &JobState) {
     for (batch, open) in state.open_batches.iter().take(10) {
         let _ = writeln!(
             out,
-            "  batch {batch}: {}/{} done ({} failed)",
+            "  batch {batch}: {}/{} done ({} failed, {} waiting out a retry)",
             open.done(),
             open.size,
-            open.failed
+            open.failed,
+            open.parked_now()
         );
     }
 }

@@ -139,27 +139,35 @@ async fn run_item(
     if let Some(retry) = trail.retry.take() {
         // A step of a chain waits out its own retry; the chain resumes there.
         let calls = if retry.called { attempt } else { attempt - 1 };
-        return retry_later(
-            ctx,
-            msg,
-            task,
-            delivery,
+        let later = Later {
             calls,
-            retry.delay,
-            &retry.error,
-            Some(retry.resume),
-        )
-        .await;
+            delay: retry.delay,
+            error: &retry.error,
+            resume: Some(retry.resume),
+        };
+        return retry_later(ctx, msg, task, delivery, later).await;
     }
     let (status, error, output) = match decide(result, attempt, &ctx.settings) {
         Decision::Retry { delay, error } => {
-            return retry_later(ctx, msg, task, delivery, attempt, delay, &error, None).await;
+            let later = Later {
+                calls: attempt,
+                delay,
+                error: &error,
+                resume: None,
+            };
+            return retry_later(ctx, msg, task, delivery, later).await;
         }
         Decision::Wait { delay, error } => {
             // The target asked for time (`Retry-After`): its calls wait
             // that long here too, and the wait spends no retry.
             ctx.breakers.throttled(&ctx.target, delay, Instant::now());
-            return retry_later(ctx, msg, task, delivery, attempt - 1, delay, &error, None).await;
+            let later = Later {
+                calls: attempt - 1,
+                delay,
+                error: &error,
+                resume: None,
+            };
+            return retry_later(ctx, msg, task, delivery, later).await;
         }
         Decision::Succeeded(output) => (ItemStatus::Succeeded, None, output),
         Decision::Failed(error) => (ItemStatus::Failed, Some(error), Value::Null),
@@ -191,21 +199,33 @@ async fn run_item(
     Ok(Ack::Done)
 }
 
-/// Parks the item until `delay` has passed, with `calls` spent (see
-/// `park`); a task that cannot be parked (the stream does not allow
-/// schedules, NATS unavailable) is retried by a delayed redelivery
-/// instead, which holds its slot while it waits.
-#[allow(clippy::too_many_arguments)]
+/// A call to make again later.
+struct Later<'a> {
+    /// Calls the item has spent (a wait the target asked for spends none).
+    calls: u32,
+    delay: Duration,
+    error: &'a str,
+    /// For a chain of steps: where it resumes.
+    resume: Option<StepResume>,
+}
+
+/// Parks the item until the delay has passed (see `park`); a task that
+/// cannot be parked (the stream does not allow schedules, NATS
+/// unavailable) is retried by a delayed redelivery instead, which holds
+/// its slot while it waits.
 async fn retry_later(
     ctx: &JobContext,
     msg: &Message,
     task: &TaskMessage,
     delivery: &Delivery,
-    calls: u32,
-    delay: Duration,
-    error: &str,
-    resume: Option<StepResume>,
+    later: Later<'_>,
 ) -> Result<Ack> {
+    let Later {
+        calls,
+        delay,
+        error,
+        resume,
+    } = later;
     ctx.activity.count("items_retried", 1);
     ctx.metrics.item(&ctx.spec.kind, "retried");
     tracing::debug!(job = %ctx.job, item = %task.item.id, calls, ?delay, error, "retrying item");
