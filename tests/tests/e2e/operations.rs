@@ -219,6 +219,16 @@ impl Operator<'_> {
                 u64::from(s.spec.settings().concurrency) == want
             })
             .await?;
+        } else if subject == bus.names.pause_subject(JOB) {
+            // `{"for": ...}` is a timed pause; an empty body lasts until resumed.
+            let timed = body.contains("\"for\"");
+            jobs::wait_for_state(bus, JOB, |s| {
+                s.status == jetflow_protocol::job::JobStatus::Paused
+                    && s.paused_until.is_some() == timed
+            })
+            .await?;
+        } else if subject == bus.names.resume_subject(JOB) {
+            jobs::wait_for_state(bus, JOB, |s| s.status.runs_items()).await?;
         } else if subject == bus.names.cancel_subject(JOB) {
             let state = jobs::wait_for_end(bus, JOB).await?;
             ensure!(state.status == jetflow_protocol::job::JobStatus::Cancelled);
