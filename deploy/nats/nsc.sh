@@ -198,6 +198,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-reduce \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_specs.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_state' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_state.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.DELETE.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_TASKS.*' \

@@ -137,11 +137,12 @@ mod tests {
                 ("JETFLOW_JOBS".to_string(), "fetch".to_string()),
                 ("JETFLOW_JOBS".into(), "cancel".into()),
                 ("JETFLOW_JOBS".into(), "config".into()),
+                ("JETFLOW_JOBS".into(), "pause".into()),
             ]
         );
         let batch = of(Stage::Batch, &names, 3);
         assert_eq!(batch[0].config.max_ack_pending, 12);
         assert!(of(Stage::Migrate, &names, 8).is_empty());
-        assert_eq!(all(&names).len(), 4);
+        assert_eq!(all(&names).len(), 5);
     }
 }

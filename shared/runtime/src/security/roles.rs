@@ -193,6 +193,8 @@ fn reduce(g: &mut Grants) {
     let n = g.names.clone();
     g.stage(Stage::Reduce);
     g.read_stream(&n.results_stream());
+    // An ordered consumer reset after a node loss deletes the old one.
+    g.publish(format!("$JS.API.CONSUMER.DELETE.{}.*", n.results_stream()));
     // Folded ledger entries, and a finished job's tasks and pages, go.
     for stream in [n.results_stream(), n.tasks_stream(), n.batches_stream()] {
         g.publish(format!("$JS.API.STREAM.PURGE.{stream}"));
