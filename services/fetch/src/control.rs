@@ -92,17 +92,14 @@ async fn pause(bus: &Bus, msg: &Message) -> Result<()> {
     let Some(job) = running_job(bus, msg, "pause").await? else {
         return Ok(());
     };
-    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let entry = LedgerEntry::Paused {
         until,
         reason,
         at: now,
     };
-    let id = LedgerEntry::pause_msg_id(&job, "pause", seq);
-    bus.append_ledger(&job, &entry, &id)
-        .await?
-        .await
-        .ctx("recording the pause request")?;
+    let id = LedgerEntry::pause_msg_id(&job, "pause", request_seq(msg));
+    bus.record_entry(&job, &entry, &id, "recording the pause request")
+        .await?;
     tracing::info!(job, ?until, "pause requested");
     Ok(())
 }
@@ -115,16 +112,13 @@ async fn resume(bus: &Bus, msg: &Message) -> Result<()> {
     let Some(job) = running_job(bus, msg, "resume").await? else {
         return Ok(());
     };
-    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let entry = LedgerEntry::Resumed {
         reason: request.reason,
         at: Utc::now(),
     };
-    let id = LedgerEntry::pause_msg_id(&job, "resume", seq);
-    bus.append_ledger(&job, &entry, &id)
-        .await?
-        .await
-        .ctx("recording the resume request")?;
+    let id = LedgerEntry::pause_msg_id(&job, "resume", request_seq(msg));
+    bus.record_entry(&job, &entry, &id, "recording the resume request")
+        .await?;
     tracing::info!(job, "resume requested");
     Ok(())
 }
@@ -162,15 +156,13 @@ async fn reconfigure(bus: &Bus, msg: &Message) -> Result<()> {
         return Ok(());
     };
     // One ledger entry per request, however often it is redelivered.
-    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
     let entry = LedgerEntry::Config {
         change: change.clone(),
         at: Utc::now(),
     };
-    bus.append_ledger(&job, &entry, &LedgerEntry::config_msg_id(&job, seq))
-        .await?
-        .await
-        .ctx("recording the settings change")?;
+    let id = LedgerEntry::config_msg_id(&job, request_seq(msg));
+    bus.record_entry(&job, &entry, &id, "recording the settings change")
+        .await?;
     tracing::info!(job, ?change, "settings change requested");
     Ok(())
 }
@@ -197,6 +189,12 @@ async fn running_job(bus: &Bus, msg: &Message, what: &str) -> Result<Option<Stri
         return Ok(None);
     }
     Ok(Some(job.to_string()))
+}
+
+/// The request's sequence in the jobs stream: what its ledger entry's id
+/// is made of, so a redelivered request is recorded once.
+fn request_seq(msg: &Message) -> u64 {
+    msg.info().map(|i| i.stream_sequence).unwrap_or_default()
 }
 
 async fn refuse(bus: &Bus, msg: &Message, reason: &str) -> Result<()> {

@@ -339,11 +339,13 @@ async fn publish_result(ctx: &JobContext, result: ItemResult, replay: Option<&st
     };
     let msg_id = ItemResult::replay_msg_id(&ctx.job, dead_letter, &result.id);
     ctx.bus
-        .append_ledger(&ctx.job, &LedgerEntry::Item(result), &msg_id)
-        .await?
+        .record_entry(
+            &ctx.job,
+            &LedgerEntry::Item(result),
+            &msg_id,
+            "storing item result",
+        )
         .await
-        .ctx("storing item result")?;
-    Ok(())
 }
 
 /// Calls the job's handler for the task's item.

@@ -66,10 +66,8 @@ pub(crate) async fn park(ctx: &JobContext, parking: Parking<'_>) -> Result<()> {
     };
     let id = LedgerEntry::parked_msg_id(&ctx.job, parking.seq);
     ctx.bus
-        .append_ledger(&ctx.job, &entry, &id)
-        .await?
-        .await
-        .ctx("recording the parked retry")?;
+        .record_entry(&ctx.job, &entry, &id, "recording the parked retry")
+        .await?;
     let (hdrs, payload) = schedule(ctx, &parking, until);
     ctx.bus
         .js

@@ -310,10 +310,8 @@ impl Reducer {
     async fn append_due(&self) -> Result<()> {
         if let Some((entry, msg_id)) = stopping::due_entry(&self.bus, &self.state).await? {
             self.bus
-                .append_ledger(&self.job, &entry, &msg_id)
-                .await?
-                .await
-                .ctx("appending to the ledger")?;
+                .record_entry(&self.job, &entry, &msg_id, "appending to the ledger")
+                .await?;
         }
         Ok(())
     }

@@ -26,23 +26,19 @@ pub async fn pause_tasks(bus: &Bus, job: &str) -> Result<()> {
 /// flight, `timed_out` once an active job's timeout has passed (paused or
 /// not: a timeout is a deadline), `resumed` once a timed pause has ended.
 pub async fn due_entry(bus: &Bus, state: &JobState) -> Result<Option<(LedgerEntry, String)>> {
-    let entry = due(bus, state).await?;
-    Ok(entry.map(|entry| {
-        let id = match (&entry, state.paused_until) {
-            (LedgerEntry::Resumed { .. }, Some(until)) => {
-                LedgerEntry::pause_ended_msg_id(&state.id, until)
-            }
-            _ => entry.msg_id(&state.id).unwrap_or_default(),
-        };
-        (entry, id)
+    let now = Utc::now();
+    if let Some(ended) = pause_ended(state, now) {
+        return Ok(Some(ended));
+    }
+    let entry = stop_due(bus, state, now).await?;
+    Ok(entry.and_then(|entry| {
+        let id = entry.msg_id(&state.id)?;
+        Some((entry, id))
     }))
 }
 
-async fn due(bus: &Bus, state: &JobState) -> Result<Option<LedgerEntry>> {
-    let now = Utc::now();
-    if let Some(entry) = pause_ended(state, now) {
-        return Ok(Some(entry));
-    }
+/// `drained` or `timed_out`, when due (both name their fact).
+async fn stop_due(bus: &Bus, state: &JobState, now: DateTime<Utc>) -> Result<Option<LedgerEntry>> {
     match state.status {
         JobStatus::Cancelling => {
             if task_queue::in_flight(bus, &state.id).await? == 0 || drain_overdue(state) {
@@ -65,12 +61,16 @@ async fn due(bus: &Bus, state: &JobState) -> Result<Option<LedgerEntry>> {
     }
 }
 
-/// `resumed`, once a paused job's `paused_until` has passed.
-fn pause_ended(state: &JobState, now: DateTime<Utc>) -> Option<LedgerEntry> {
+/// `resumed`, with its id (one per pause end), once a paused job's
+/// `paused_until` has passed.
+fn pause_ended(state: &JobState, now: DateTime<Utc>) -> Option<(LedgerEntry, String)> {
     let until = state.paused_until?;
-    (state.status == JobStatus::Paused && now >= until).then(|| LedgerEntry::Resumed {
-        reason: Some("pause ended".into()),
-        at: now,
+    (state.status == JobStatus::Paused && now >= until).then(|| {
+        let entry = LedgerEntry::Resumed {
+            reason: Some("pause ended".into()),
+            at: now,
+        };
+        (entry, LedgerEntry::pause_ended_msg_id(&state.id, until))
     })
 }
 

@@ -227,16 +227,30 @@ impl Bus {
     /// de-duplication id [`LedgerEntry::msg_id`] gives it, and waits for
     /// the stream to have it; an error says it was `what` that failed. An
     /// entry whose id comes from elsewhere goes through
-    /// [`Bus::append_ledger`].
+    /// [`Bus::record_entry`].
     pub async fn record_fact(&self, job: &str, entry: &LedgerEntry, what: &str) -> Result<()> {
         let Some(msg_id) = entry.msg_id(job) else {
             return Err(Error::nats(
                 what,
                 ErrorKind::Invalid,
-                "this entry has no id of its own; use append_ledger",
+                "this entry has no id of its own; use record_entry",
             ));
         };
-        self.append_ledger(job, entry, &msg_id)
+        self.record_entry(job, entry, &msg_id, what).await
+    }
+
+    /// Records `entry` on `job`'s ledger under de-duplication id `msg_id`
+    /// (one the entry takes from what it answers: a request's sequence, a
+    /// task's) and waits for the stream to have it; an error says it was
+    /// `what` that failed.
+    pub async fn record_entry(
+        &self,
+        job: &str,
+        entry: &LedgerEntry,
+        msg_id: &str,
+        what: &str,
+    ) -> Result<()> {
+        self.append_ledger(job, entry, msg_id)
             .await?
             .await
             .ctx(what)?;
