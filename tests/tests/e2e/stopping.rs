@@ -79,6 +79,39 @@ async fn a_cancel_published_mid_job_stops_it_with_exact_counts() -> anyhow::Resu
     Ok(())
 }
 
+/// Issue 12: a paused job can still be cancelled; it ends `cancelled` with
+/// the counts it had, and no call is made between the pause and the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_job_can_be_cancelled() -> anyhow::Result<()> {
+    let env = TestEnv::start("pausecancel").await?;
+    let mock = MockAgents::start(slow_mock(2000)).await?;
+    let job = jobs::agents_job("paused-cancel", &mock, json!({"concurrency": 5}));
+    jobs::submit_plain(&env.bus, job.to_string().as_bytes()).await?;
+    jobs::wait_for_state(&env.bus, "paused-cancel", |s| s.succeeded >= 20).await?;
+
+    env.bus
+        .client
+        .publish(env.bus.names.pause_subject("paused-cancel"), "".into())
+        .await?;
+    jobs::wait_for_state(&env.bus, "paused-cancel", |s| s.status == JobStatus::Paused).await?;
+    // Calls in flight when it paused finish; then none starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = mock.stats().calls;
+    env.bus
+        .client
+        .publish(env.bus.names.cancel_subject("paused-cancel"), "".into())
+        .await?;
+    env.bus.client.flush().await?;
+    let state = jobs::wait_for_end(&env.bus, "paused-cancel").await?;
+
+    assert_eq!(state.status, JobStatus::Cancelled, "{state:#?}");
+    assert_eq!(mock.stats().calls, calls, "a paused job made calls");
+    assert!(state.succeeded < 2000);
+    assert_exact_and_quiet(&env, &mock, &state).await?;
+    env.stop_services().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_past_its_timeout_fails_with_the_reason_and_exact_counts() -> anyhow::Result<()> {
     let env = TestEnv::start("timeout").await?;
