@@ -9,3 +9,4 @@ nats kv add jetflow_state --history 5 --replicas 1 --storage file
 nats kv add jetflow_specs --history 1 --replicas 1 --storage file
 nats kv add jetflow_checkpoints --history 1 --replicas 1 --storage file
 nats kv add jetflow_leases --history 1 --replicas 1 --storage file --ttl 6s
+nats kv add jetflow_limits --history 5 --replicas 1 --storage file

@@ -45,6 +45,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-fetch \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
@@ -52,6 +53,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-fetch \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_state' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_jobs' \
@@ -96,6 +98,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-batch \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
@@ -103,6 +106,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-batch \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_state' \
   --allow-pub '$KV.jetflow_batches.>' \
@@ -131,10 +135,14 @@ nsc add user --account "$ACCOUNT" --name jetflow-migrate \
   --allow-pub '$JS.API.CONSUMER.CREATE.JETFLOW_TASKS.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_limits' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_limits.>' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_jobs.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_limits.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_jobs.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_limits.*' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_TASKS' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_TASKS.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_items' \
@@ -142,12 +150,16 @@ nsc add user --account "$ACCOUNT" --name jetflow-migrate \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_jobs' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_jobs.$KV.jetflow_jobs.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_jobs.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_limits' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_limits.$KV.jetflow_limits.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_limits.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_specs' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_specs.$KV.jetflow_specs.>' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_BATCHES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
@@ -155,16 +167,20 @@ nsc add user --account "$ACCOUNT" --name jetflow-migrate \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_state' \
   --allow-pub '$JS.API.STREAM.MSG.DELETE.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.MSG.GET.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_jobs' \
+  --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_limits' \
   --allow-pub '$JS.FC.JETFLOW_TASKS.>' \
   --allow-pub '$JS.FC.KV_jetflow_jobs.>' \
+  --allow-pub '$JS.FC.KV_jetflow_limits.>' \
   --allow-pub 'agents.>' \
   --allow-pub 'jetflow.dlq.migrate.*' \
   --allow-pub 'jetflow.events.*.*' \
+  --allow-pub 'jetflow.rate.>' \
   --allow-pub 'jetflow.result.*' \
   --allow-pub 'jetflow.retry.*.*' \
   --allow-pub 'jetflow.task.*' \
@@ -242,6 +258,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-reduce \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
@@ -249,6 +266,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-reduce \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_state' \
   --allow-pub '$JS.API.STREAM.MSG.DELETE.JETFLOW_RESULTS' \
@@ -327,6 +345,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-submitter \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
@@ -334,6 +353,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-submitter \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_state' \
   --allow-pub '$JS.API.STREAM.MSG.GET.JETFLOW_EVENTS' \
@@ -372,6 +392,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_leases' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_leases.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_limits' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_limits.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_specs' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_specs.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_state' \
@@ -380,6 +402,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_DLQ.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_EVENTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RATES.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_batches.*' \
@@ -387,12 +410,14 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_items.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_leases.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_limits.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_specs.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_state.*' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_BATCHES' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_DLQ' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RATES' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_TASKS' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_DLQ.*' \
@@ -403,6 +428,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_items.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_leases.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_limits.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_specs.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_state.*' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_DLQ' \
@@ -426,6 +452,9 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_leases' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_leases.$KV.jetflow_leases.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_leases.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_limits' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_limits.$KV.jetflow_limits.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_limits.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_specs' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_specs.$KV.jetflow_specs.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_specs.>' \
@@ -437,6 +466,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
@@ -444,6 +474,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_state' \
   --allow-pub '$JS.API.STREAM.MSG.GET.JETFLOW_DLQ' \
@@ -454,6 +485,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_state' \
   --allow-pub '$JS.FC.JETFLOW_DLQ.>' \
@@ -464,6 +496,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.FC.KV_jetflow_items.>' \
   --allow-pub '$JS.FC.KV_jetflow_jobs.>' \
   --allow-pub '$JS.FC.KV_jetflow_leases.>' \
+  --allow-pub '$JS.FC.KV_jetflow_limits.>' \
   --allow-pub '$JS.FC.KV_jetflow_specs.>' \
   --allow-pub '$JS.FC.KV_jetflow_state.>' \
   --allow-pub '$SRV.INFO' \
@@ -485,6 +518,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.ACK.*.*.JETFLOW_DLQ.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.ACK.*.*.JETFLOW_RATES.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_RESULTS.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_TASKS.>' \
   --allow-pub '$JS.ACK.*.*.KV_jetflow_batches.>' \
@@ -492,12 +526,14 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.ACK.*.*.KV_jetflow_items.>' \
   --allow-pub '$JS.ACK.*.*.KV_jetflow_jobs.>' \
   --allow-pub '$JS.ACK.*.*.KV_jetflow_leases.>' \
+  --allow-pub '$JS.ACK.*.*.KV_jetflow_limits.>' \
   --allow-pub '$JS.ACK.*.*.KV_jetflow_specs.>' \
   --allow-pub '$JS.ACK.*.*.KV_jetflow_state.>' \
   --allow-pub '$JS.ACK.JETFLOW_BATCHES.>' \
   --allow-pub '$JS.ACK.JETFLOW_DLQ.>' \
   --allow-pub '$JS.ACK.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.ACK.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.ACK.JETFLOW_RATES.>' \
   --allow-pub '$JS.ACK.JETFLOW_RESULTS.>' \
   --allow-pub '$JS.ACK.JETFLOW_TASKS.>' \
   --allow-pub '$JS.ACK.KV_jetflow_batches.>' \
@@ -505,6 +541,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.ACK.KV_jetflow_items.>' \
   --allow-pub '$JS.ACK.KV_jetflow_jobs.>' \
   --allow-pub '$JS.ACK.KV_jetflow_leases.>' \
+  --allow-pub '$JS.ACK.KV_jetflow_limits.>' \
   --allow-pub '$JS.ACK.KV_jetflow_specs.>' \
   --allow-pub '$JS.ACK.KV_jetflow_state.>' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_BATCHES' \
@@ -515,6 +552,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_JOBS' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RATES' \
+  --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RATES.>' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RESULTS.>' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_TASKS' \
@@ -529,6 +568,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.*.KV_jetflow_jobs.>' \
   --allow-pub '$JS.API.CONSUMER.*.KV_jetflow_leases' \
   --allow-pub '$JS.API.CONSUMER.*.KV_jetflow_leases.>' \
+  --allow-pub '$JS.API.CONSUMER.*.KV_jetflow_limits' \
+  --allow-pub '$JS.API.CONSUMER.*.KV_jetflow_limits.>' \
   --allow-pub '$JS.API.CONSUMER.*.KV_jetflow_specs' \
   --allow-pub '$JS.API.CONSUMER.*.KV_jetflow_specs.>' \
   --allow-pub '$JS.API.CONSUMER.*.KV_jetflow_state' \
@@ -549,6 +590,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_leases' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_leases.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_limits' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_limits.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_specs' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_specs.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_state' \
@@ -557,6 +600,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_DLQ.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_EVENTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RATES.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_batches.*' \
@@ -564,18 +608,21 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_items.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_leases.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_limits.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_specs.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_state.*' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_BATCHES' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_DLQ' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RATES' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_TASKS' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_BATCHES.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_DLQ.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_EVENTS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_RATES.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_batches.*' \
@@ -583,6 +630,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_items.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_leases.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_limits.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_specs.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_state.*' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_BATCHES' \
@@ -593,6 +641,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_JOBS' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RATES' \
+  --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RATES.>' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RESULTS.>' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_TASKS' \
@@ -612,6 +662,9 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_leases' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_leases.$KV.jetflow_leases.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_leases.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_limits' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_limits.$KV.jetflow_limits.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_limits.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_specs' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_specs.$KV.jetflow_specs.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_specs.>' \
@@ -623,6 +676,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.*.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.*.KV_jetflow_batches' \
@@ -630,12 +684,14 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.*.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.*.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.*.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.*.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.*.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.*.KV_jetflow_state' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_BATCHES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
@@ -643,12 +699,14 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_state' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_BATCHES' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.MSG.*.KV_jetflow_batches' \
@@ -656,6 +714,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.MSG.*.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.MSG.*.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.MSG.*.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.MSG.*.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.MSG.*.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.MSG.*.KV_jetflow_state' \
   --allow-pub '$JS.API.STREAM.MSG.GET.JETFLOW_DLQ' \
@@ -666,12 +725,14 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_leases' \
+  --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_state' \
   --allow-pub '$JS.FC.JETFLOW_BATCHES.>' \
   --allow-pub '$JS.FC.JETFLOW_DLQ.>' \
   --allow-pub '$JS.FC.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.FC.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.FC.JETFLOW_RATES.>' \
   --allow-pub '$JS.FC.JETFLOW_RESULTS.>' \
   --allow-pub '$JS.FC.JETFLOW_TASKS.>' \
   --allow-pub '$JS.FC.KV_jetflow_batches.>' \
@@ -679,6 +740,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.FC.KV_jetflow_items.>' \
   --allow-pub '$JS.FC.KV_jetflow_jobs.>' \
   --allow-pub '$JS.FC.KV_jetflow_leases.>' \
+  --allow-pub '$JS.FC.KV_jetflow_limits.>' \
   --allow-pub '$JS.FC.KV_jetflow_specs.>' \
   --allow-pub '$JS.FC.KV_jetflow_state.>' \
   --allow-pub '$KV.jetflow_batches.>' \
@@ -686,6 +748,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$KV.jetflow_items.>' \
   --allow-pub '$KV.jetflow_jobs.>' \
   --allow-pub '$KV.jetflow_leases.>' \
+  --allow-pub '$KV.jetflow_limits.>' \
   --allow-pub '$KV.jetflow_specs.>' \
   --allow-pub '$KV.jetflow_state.>' \
   --allow-pub '$SRV.INFO' \

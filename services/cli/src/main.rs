@@ -67,6 +67,9 @@ enum Command {
     Health(commands::health::HealthArgs),
     /// A running job's live settings: get, or set without restarts.
     Config(commands::config::ConfigArgs),
+    /// Limits a target (an HTTP host, a NATS subject) carries for every
+    /// job that calls it: set, get, ls, rm.
+    Limits(commands::limits::LimitsArgs),
     /// Live service instances and what each is doing (listed if they
     /// answer within --wait, 1 s: a killed instance is gone at once).
     Workers(commands::workers::WorkersArgs),
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
             Command::Provision(args) => commands::provision::run(args).await,
             Command::Roles(args) => commands::roles::run(args).await,
             Command::Config(args) => commands::config::run(args).await,
+            Command::Limits(args) => commands::limits::run(args).await,
             Command::Workers(args) => commands::workers::run(args).await,
         }
     });

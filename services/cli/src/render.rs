@@ -2,13 +2,19 @@
 
 use std::fmt::Write as _;
 
-use jetflow_protocol::job::JobState;
+use jetflow_protocol::{
+    job::{HandlerSpec, JobState},
+    target::TargetLimits,
+};
 
-/// A multi-line summary: status, counts, progress, rate, ETA, open batches, errors.
-pub fn summary(state: &JobState) -> String {
+/// A multi-line summary: status, counts, progress, rate, ETA, the rate
+/// limits its calls pass (`targets`: the limits of the targets it calls),
+/// open batches, errors.
+pub fn summary(state: &JobState, targets: &[TargetLimits]) -> String {
     let mut out = String::new();
     write_counts(&mut out, state);
     write_timing(&mut out, state);
+    write_limits(&mut out, state, targets);
     write_open_batches(&mut out, state);
     write_errors(&mut out, state);
     out
@@ -73,6 +79,46 @@ fn write_timing(out: &mut String, state: &JobState) {
     if let (Some(start), Some(end)) = (state.started_at, state.finished_at) {
         let secs = (end - start).num_milliseconds() as f64 / 1000.0;
         let _ = writeln!(out, "took      {secs:.1}s");
+    }
+}
+
+/// The job's own rate limits (the handler's, or each step's), then those
+/// of the targets it calls, shared with every other job.
+fn write_limits(out: &mut String, state: &JobState, targets: &[TargetLimits]) {
+    let own: Vec<String> = match &state.spec.handler {
+        HandlerSpec::Steps { steps } => steps
+            .iter()
+            .filter_map(|step| Some(format!("step {} {}", step.name, step.call.rate_limit()?)))
+            .collect(),
+        handler => handler
+            .rate_limit()
+            .map(|r| r.to_string())
+            .into_iter()
+            .collect(),
+    };
+    if !own.is_empty() {
+        let _ = writeln!(out, "limit     {}", own.join(", "));
+    }
+    for limits in targets {
+        if let Some(rate) = limits.rate {
+            let _ = writeln!(
+                out,
+                "target    {} {rate} (shared by every job)",
+                limits.target
+            );
+        }
+    }
+}
+
+/// The targets `state`'s job calls.
+pub fn targets(state: &JobState) -> Vec<String> {
+    match &state.spec.handler {
+        HandlerSpec::Steps { steps } => {
+            let mut targets: Vec<String> = steps.iter().map(|s| s.call.target()).collect();
+            targets.dedup();
+            targets
+        }
+        handler => handler.target().into_iter().collect(),
     }
 }
 

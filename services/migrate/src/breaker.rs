@@ -242,17 +242,6 @@ pub async fn export(
     }
 }
 
-/// The breaker key of an HTTP URL: its host and port.
-pub fn http_target(url: &str) -> String {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    authority
-        .rsplit('@')
-        .next()
-        .unwrap_or(authority)
-        .to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,17 +321,5 @@ mod tests {
         b.failed("h", t2);
         b.failed("h", t2); // late reports while open change nothing
         assert_eq!(b.admit("h", t2), Admission::Hold(Duration::from_secs(4)));
-    }
-
-    #[test]
-    fn targets_are_host_and_port() {
-        assert_eq!(
-            http_target("http://127.0.0.1:8080/agents/{id}/migrate"),
-            "127.0.0.1:8080"
-        );
-        assert_eq!(
-            http_target("https://user:pw@API.example.com/x?y"),
-            "api.example.com"
-        );
     }
 }

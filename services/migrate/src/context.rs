@@ -3,14 +3,33 @@
 
 use std::{sync::Arc, time::Duration};
 
-use jetflow_protocol::job::{HandlerSpec, JobSpec, JobState, Settings};
+use jetflow_protocol::{
+    job::{HandlerSpec, JobSpec, JobState, Settings},
+    names::RateScope,
+};
 use jetflow_runtime::{process::activity::Activity, process::metrics::Metrics, Bus};
 use tokio::sync::Semaphore;
 
 use crate::{
-    breaker::{http_target, Breakers},
+    breaker::Breakers,
     ledger::LedgerWriter,
+    limiter::{Limit, Limiter},
+    target_limits::Targets,
 };
+
+/// What every job on this instance shares.
+#[derive(Clone)]
+pub(crate) struct Instance {
+    pub(crate) bus: Bus,
+    pub(crate) http: reqwest::Client,
+    /// This instance's items in flight, over all jobs.
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) breakers: Arc<Breakers>,
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) targets: Arc<Targets>,
+    pub(crate) activity: Arc<Activity>,
+    pub(crate) metrics: Metrics,
+}
 
 /// What a job's worker needs, shared by its item tasks.
 #[derive(Clone)]
@@ -19,6 +38,8 @@ pub(crate) struct JobContext {
     pub(crate) http: reqwest::Client,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) breakers: Arc<Breakers>,
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) targets: Arc<Targets>,
     pub(crate) activity: Arc<Activity>,
     pub(crate) metrics: Metrics,
     /// The breaker key of the job's handler.
@@ -31,27 +52,31 @@ pub(crate) struct JobContext {
 }
 
 impl JobContext {
-    /// The context of `state`'s job; `slots` caps this instance's items in flight.
-    pub(crate) fn new(
-        bus: Bus,
-        http: reqwest::Client,
-        slots: Arc<Semaphore>,
-        breakers: Arc<Breakers>,
-        activity: Arc<Activity>,
-        metrics: Metrics,
-        state: &JobState,
-    ) -> Self {
-        let target = match &state.spec.handler {
-            HandlerSpec::Http(http) => http_target(&http.url),
-            HandlerSpec::Nats(nats) => format!("nats:{}", nats.subject),
-            other => other.type_name().to_string(),
-        };
+    /// The context of `state`'s job on `instance`.
+    pub(crate) fn new(instance: &Instance, state: &JobState) -> Self {
+        let Instance {
+            bus,
+            http,
+            slots,
+            breakers,
+            limiter,
+            targets,
+            activity,
+            metrics,
+        } = instance.clone();
+        let target = state
+            .spec
+            .handler
+            .target()
+            .unwrap_or_else(|| state.spec.handler.type_name().to_string());
         Self {
             ledger: LedgerWriter::start(bus.clone(), state.id.clone()),
             bus,
             http,
             slots,
             breakers,
+            limiter,
+            targets,
             activity,
             metrics,
             target,
@@ -59,6 +84,43 @@ impl JobContext {
             settings: state.spec.settings(),
             spec: Arc::new(state.spec.clone()),
         }
+    }
+
+    /// The rate limits a task passes before it is pulled, as they are now:
+    /// a one-call handler's own, then its target's (`jetflow limits`); for
+    /// `steps`, those of the first step (the later steps take their own
+    /// tokens as they come to them, see `handler::steps`).
+    pub(crate) fn call_limits(&self) -> Vec<Limit> {
+        let (own, target) = match &self.spec.handler {
+            HandlerSpec::Steps { steps } => match steps.first() {
+                Some(step) => (
+                    step.call.rate_limit().map(|rate| Limit {
+                        scope: RateScope::Step {
+                            job: self.job.clone(),
+                            step: step.name.clone(),
+                        },
+                        rate,
+                    }),
+                    step.call.target(),
+                ),
+                None => return Vec::new(),
+            },
+            handler => (
+                handler.rate_limit().map(|rate| Limit {
+                    scope: RateScope::Job(self.job.clone()),
+                    rate,
+                }),
+                match handler.target() {
+                    Some(target) => target,
+                    None => return Vec::new(),
+                },
+            ),
+        };
+        let shared = self.targets.rate(&target).map(|rate| Limit {
+            scope: RateScope::Target(target.clone()),
+            rate,
+        });
+        own.into_iter().chain(shared).collect()
     }
 
     /// The same context with the live settings of `spec`.

@@ -370,6 +370,8 @@ async fn call(
                 http: &ctx.http,
                 nats: &ctx.bus.client,
                 breakers: &ctx.breakers,
+                limiter: &ctx.limiter,
+                targets: &ctx.targets,
                 settings: &ctx.settings,
             };
             return handler::steps::run(through, steps, call, task.resume.as_ref()).await;

@@ -12,6 +12,8 @@
 //! - `park` — the retry engine: a retry waits as a JetStream message
 //!   schedule, holding no concurrency slot, so a crash loses none.
 //! - `breaker` — a circuit breaker per target.
+//! - `limiter` — rate limits shared by every instance, as NATS counters;
+//!   `target_limits` — the limits targets carry for every job, watched.
 //! - `ledger` — item results onto the job's ledger, grouped.
 
 mod breaker;
@@ -20,7 +22,9 @@ mod decision;
 pub mod handler;
 mod item;
 mod ledger;
+mod limiter;
 mod park;
+mod target_limits;
 mod worker;
 
 use std::{sync::Arc, time::Instant};
@@ -39,7 +43,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     breaker::{BreakerConfig, Breakers},
-    context::JobContext,
+    context::{Instance, JobContext},
+    limiter::Limiter,
+    target_limits::Targets,
 };
 
 /// Settings of the migrate service.
@@ -98,7 +104,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let instance = jetflow_runtime::instance_id();
     let janitor = spawn_janitor(&bus, &shutdown);
     let activity = Activity::new(Stage::Migrate, &instance, bus.names.namespace());
-    let details = breaker_details(&breakers);
+    let limiter = Arc::new(Limiter::new(bus.clone(), metrics.clone()));
+    let targets = Arc::new(Targets::default());
+    let target_watch = tokio::spawn(target_limits::watch(
+        bus.clone(),
+        targets.clone(),
+        shutdown.clone(),
+    ));
+    let details = details(&breakers, &limiter);
     let service = micro::spawn(&bus, &activity, Some(details), &shutdown);
     let consumers = spawn_consumer_metrics(&bus, &metrics, &shutdown);
     let breaker_gauge = tokio::spawn(breaker::export(
@@ -112,20 +125,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         "migrate ready"
     );
     metrics.readiness.ready(&bus.client);
+    let shared = Instance {
+        bus: bus.clone(),
+        http,
+        slots,
+        breakers,
+        limiter,
+        targets,
+        activity,
+        metrics,
+    };
     supervisor::per_job(&bus, &shutdown, wants, |states, stop| {
-        let context = JobContext::new(
-            bus.clone(),
-            http.clone(),
-            slots.clone(),
-            breakers.clone(),
-            activity.clone(),
-            metrics.clone(),
-            &states.borrow(),
-        );
+        let context = JobContext::new(&shared, &states.borrow());
         worker::run(context, states, stop)
     })
     .await;
-    let _ = tokio::join!(janitor, service, consumers, breaker_gauge);
+    let _ = tokio::join!(janitor, service, consumers, breaker_gauge, target_watch);
     Ok(())
 }
 
@@ -171,10 +186,16 @@ fn breakers(config: &Config) -> Result<Breakers> {
     }))
 }
 
-/// What this instance adds to its status reports: every target's breaker.
-fn breaker_details(breakers: &Arc<Breakers>) -> micro::Details {
-    let breakers = breakers.clone();
-    Arc::new(move || serde_json::json!({ "breakers": breakers.statuses(Instant::now()) }))
+/// What this instance adds to its status reports: every target's breaker,
+/// and what it took under each rate limit.
+fn details(breakers: &Arc<Breakers>, limiter: &Arc<Limiter>) -> micro::Details {
+    let (breakers, limiter) = (breakers.clone(), limiter.clone());
+    Arc::new(move || {
+        serde_json::json!({
+            "breakers": breakers.statuses(Instant::now()),
+            "rate_limits": limiter.stats(),
+        })
+    })
 }
 
 /// Whether this instance works on the job: an active job's, until it stops

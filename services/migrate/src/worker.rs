@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::{
     context::{Ack, JobContext},
-    item,
+    item, limiter,
 };
 
 /// Works on the job's tasks until `stop` (job ended or shutdown); lets
@@ -69,12 +69,29 @@ async fn settings_changed(ctx: &JobContext, states: &mut watch::Receiver<JobStat
     }
 }
 
-/// Pulls and runs tasks until `stop` (`Ok(None)`) or until the job's live
-/// settings change (`Ok(Some(new spec))`, after handing back what was
-/// pulled but not started).
+/// Pulls and runs tasks until `stop` (`Ok(None)`), until the job's live
+/// settings change (`Ok(Some(new spec))`) or until its calls' rate limits
+/// come or go (`Ok(None)`, to be called again).
 async fn consume(
     ctx: &Arc<JobContext>,
     states: &mut watch::Receiver<JobState>,
+    stop: &CancellationToken,
+    in_flight: &TaskTracker,
+) -> Result<Option<JobSpec>> {
+    let mut limits = ctx.targets.changes();
+    if ctx.call_limits().is_empty() {
+        consume_freely(ctx, states, &mut limits, stop, in_flight).await
+    } else {
+        consume_limited(ctx, states, &mut limits, stop, in_flight).await
+    }
+}
+
+/// With no rate limit: pulls tasks as slots free up, handing back what was
+/// pulled but not started when it returns.
+async fn consume_freely(
+    ctx: &Arc<JobContext>,
+    states: &mut watch::Receiver<JobState>,
+    limits: &mut watch::Receiver<u64>,
     stop: &CancellationToken,
     in_flight: &TaskTracker,
 ) -> Result<Option<JobSpec>> {
@@ -91,6 +108,13 @@ async fn consume(
                 // back and pull again under the new ones.
                 hand_back(&mut messages).await;
                 return Ok(Some(spec));
+            }
+            _ = limits.changed() => {
+                if ctx.call_limits().is_empty() {
+                    continue;
+                }
+                hand_back(&mut messages).await;
+                return Ok(None);
             }
             next = messages.next() => next,
         };
@@ -113,6 +137,73 @@ async fn consume(
         }
     }
 }
+
+/// Under rate limits: takes tokens first, then pulls only as many tasks as
+/// they allow, before the tokens' window ends — so an item held back by a
+/// limit waits in the stream, holding no slot (`limiter`). Nothing is
+/// pulled ahead, so there is nothing to hand back.
+async fn consume_limited(
+    ctx: &Arc<JobContext>,
+    states: &mut watch::Receiver<JobState>,
+    limits: &mut watch::Receiver<u64>,
+    stop: &CancellationToken,
+    in_flight: &TaskTracker,
+) -> Result<Option<JobSpec>> {
+    let consumer = task_queue::open(&ctx.bus, &ctx.job).await?;
+    let ack_wait = consumer.cached_info().config.ack_wait;
+    loop {
+        let call_limits = ctx.call_limits();
+        if call_limits.is_empty() {
+            return Ok(None);
+        }
+        let free = ctx.slots.available_permits().max(1);
+        let want = (ctx.settings.concurrency as usize).min(free) as u32;
+        let grant = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ok(None),
+            spec = settings_changed(ctx, states) => return Ok(Some(spec)),
+            _ = limits.changed() => return Ok(None),
+            grant = ctx.limiter.take(&call_limits, want) => grant?,
+        };
+        let window_left = limiter::until(grant.until);
+        if grant.calls > 0 && window_left >= MIN_PULL {
+            let mut batch = consumer
+                .batch()
+                .max_messages(grant.calls as usize)
+                .expires(window_left)
+                .messages()
+                .await
+                .ctx("pulling tasks")?;
+            // Short (at most the window): runs to its end; an item that
+            // starts after `stop` is handed back by its task.
+            while let Some(next) = batch.next().await {
+                let msg = match next {
+                    Ok(msg) => msg,
+                    Err(err) => {
+                        tracing::debug!(job = %ctx.job, error = %err, "error pulling tasks");
+                        break;
+                    }
+                };
+                let Ok(permit) = ctx.slots.clone().acquire_owned().await else {
+                    give_back(&msg).await;
+                    return Ok(None);
+                };
+                spawn_item(ctx, msg, permit, stop, in_flight, ack_wait);
+            }
+            pause_while_breaker_open(ctx, stop, ack_wait).await;
+        }
+        if let Some(at) = grant.retry_at {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(limiter::until(at)) => {}
+            }
+        }
+    }
+}
+
+/// A pull shorter than this is not worth asking for: the tokens' window
+/// ends before the tasks could arrive.
+const MIN_PULL: Duration = Duration::from_millis(2);
 
 /// Opens the job's task consumer and starts pulling, in batches of the
 /// job's concurrency; also returns the consumer's `ack_wait`.

@@ -10,6 +10,8 @@
 //!   each with the de-duplication id (`Nats-Msg-Id`) it is published under.
 //! - [`status`] — what a service instance reports about itself.
 //! - [`limits`] — how large a message or a value may be.
+//! - [`rate`] and [`target`] — rate limits and the windows they are counted in; the
+//!   targets jobs call, and the limits a target carries for every job.
 //! - [`duration`], [`retry`], [`text`] — human durations, backoff delays, bounded text.
 //!
 //! It depends on serde, the codecs and async-nats's header type only: a Rust
@@ -22,9 +24,11 @@ pub mod job;
 pub mod limits;
 pub mod messages;
 pub mod names;
+pub mod rate;
 pub mod retry;
 pub mod stage;
 pub mod status;
+pub mod target;
 pub mod text;
 
 pub use names::Names;

@@ -123,6 +123,18 @@ impl Names {
         format!("{}.events.{job}.{event}", self.ns)
     }
 
+    /// The counter of calls `scope` made in the window starting at
+    /// `window_start` (ms since the epoch): `<ns>.rate.<scope>.<start>`,
+    /// a NATS counter (`Nats-Incr`) in the rates stream.
+    pub fn rate_subject(&self, scope: &RateScope, window_start: u64) -> String {
+        format!("{}.rate.{}.{window_start}", self.ns, scope.tokens())
+    }
+
+    /// Every rate counter: `<ns>.rate.>`.
+    pub fn rate_filter(&self) -> String {
+        format!("{}.rate.>", self.ns)
+    }
+
     /// The micro service endpoint group of `stage`: `<ns>.svc.<stage>`.
     pub fn service_group(&self, stage: Stage) -> String {
         format!("{}.svc.{stage}", self.ns)
@@ -175,6 +187,10 @@ impl Names {
     pub fn dlq_stream(&self) -> String {
         self.stream("DLQ")
     }
+    /// Rate-limit counters, one per scope and window: `JETFLOW_RATES`.
+    pub fn rates_stream(&self) -> String {
+        self.stream("RATES")
+    }
 
     /// Every stream, in the order they are provisioned.
     pub fn streams(&self) -> Vec<String> {
@@ -185,6 +201,7 @@ impl Names {
             self.results_stream(),
             self.events_stream(),
             self.dlq_stream(),
+            self.rates_stream(),
         ]
     }
 
@@ -249,6 +266,11 @@ impl Names {
     pub fn leases_bucket(&self) -> String {
         self.bucket("leases")
     }
+    /// Limits targets carry for every job, key the target's
+    /// (`target::key`): `jetflow_limits`.
+    pub fn limits_bucket(&self) -> String {
+        self.bucket("limits")
+    }
 
     /// Every bucket, in the order they are provisioned.
     pub fn buckets(&self) -> Vec<String> {
@@ -260,6 +282,7 @@ impl Names {
             self.specs_bucket(),
             self.checkpoints_bucket(),
             self.leases_bucket(),
+            self.limits_bucket(),
         ]
     }
 
@@ -294,6 +317,33 @@ impl Names {
 impl Default for Names {
     fn default() -> Self {
         Self::new(DEFAULT_NAMESPACE).expect("the default namespace is a valid token")
+    }
+}
+
+/// Whose calls a rate counter counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateScope {
+    /// A job's handler calls (`job.<job>`).
+    Job(String),
+    /// One step's calls in a `steps` job (`step.<job>.<step>`).
+    Step {
+        /// The job.
+        job: String,
+        /// The step's name.
+        step: String,
+    },
+    /// Every job's calls to a target (`target.<target key>`).
+    Target(String),
+}
+
+impl RateScope {
+    /// The scope's subject tokens.
+    pub fn tokens(&self) -> String {
+        match self {
+            RateScope::Job(job) => format!("job.{job}"),
+            RateScope::Step { job, step } => format!("step.{job}.{step}"),
+            RateScope::Target(target) => format!("target.{}", item_key(target)),
+        }
     }
 }
 
@@ -377,6 +427,27 @@ mod tests {
         assert_eq!(n.jobs_bucket(), "jetflow_jobs");
         assert_eq!(n.items_bucket(), "jetflow_items");
         assert_eq!(Names::batch_key("j1", 7), "j1.7");
+        assert_eq!(n.rates_stream(), "JETFLOW_RATES");
+        assert_eq!(n.limits_bucket(), "jetflow_limits");
+        assert_eq!(
+            n.rate_subject(&RateScope::Job("j1".into()), 1_700_000_000_100),
+            "jetflow.rate.job.j1.1700000000100"
+        );
+        assert_eq!(
+            n.rate_subject(
+                &RateScope::Step {
+                    job: "j1".into(),
+                    step: "create".into()
+                },
+                5
+            ),
+            "jetflow.rate.step.j1.create.5"
+        );
+        assert_eq!(
+            n.rate_subject(&RateScope::Target("api:80".into()), 5),
+            "jetflow.rate.target.=YXBpOjgw.5"
+        );
+        assert_eq!(n.rate_filter(), "jetflow.rate.>");
     }
 
     #[test]

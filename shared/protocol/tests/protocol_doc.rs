@@ -529,6 +529,7 @@ fn http_handler() -> HttpHandler {
         headers: BTreeMap::from([("Authorization".into(), "Bearer t".into())]),
         body: Some(json!({"agent": "$id", "data": "$data", "params": "$params"})),
         retry_on: vec![409, 423],
+        rate_limit: Some("100/s".parse().expect("a rate")),
     }
 }
 
@@ -536,6 +537,7 @@ fn nats_handler() -> NatsHandler {
     NatsHandler {
         subject: "agents.migrate".into(),
         timeout: d("30s"),
+        rate_limit: Some("3000/m".parse().expect("a rate")),
     }
 }
 
@@ -654,6 +656,7 @@ fn config_change() -> ConfigChange {
         concurrency: Some(20),
         max_retries: Some(5),
         handler_timeout: Some(d("10s")),
+        rate_limit: Some("20/s".parse().expect("a rate")),
     }
 }
 

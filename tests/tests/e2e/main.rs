@@ -22,6 +22,7 @@ mod pipeline;
 mod poison;
 mod polyglot;
 mod processes;
+mod rate_limits;
 mod rejection;
 mod replay;
 mod results;

@@ -138,10 +138,23 @@ impl Operator<'_> {
                 );
                 Ok(())
             }
+            ["kv", "get", bucket, key] if bucket.ends_with("_limits") => {
+                let value = self.kv_get(bucket, key).await?;
+                let limits: jetflow_protocol::target::TargetLimits =
+                    serde_json::from_value(value)?;
+                ensure!(jetflow_protocol::target::key(&limits.target) == *key, "{limits:?}");
+                ensure!(limits.rate.is_some(), "{limits:?}");
+                Ok(())
+            }
             ["kv", "get", bucket, key] => {
                 let value = self.kv_get(bucket, key).await?;
                 let field = if bucket.ends_with("_jobs") { "id" } else { "job" };
                 ensure!(value[field] == JOB, "{bucket} {key}: {value}");
+                Ok(())
+            }
+            ["kv", "put", bucket, key, value] => {
+                let store = self.env.bus.js.get_key_value(*bucket).await?;
+                store.put(*key, value.to_string().into()).await?;
                 Ok(())
             }
             ["kv", "watch", bucket, key] => {
@@ -214,11 +227,23 @@ impl Operator<'_> {
             jobs::wait_for_state(bus, JOB, |_| true).await?;
         } else if subject == bus.names.config_subject(JOB) {
             let wanted: Value = serde_json::from_str(body)?;
-            let want = wanted["concurrency"].as_u64().context("a concurrency")?;
-            jobs::wait_for_state(bus, JOB, |s| {
-                u64::from(s.spec.settings().concurrency) == want
-            })
-            .await?;
+            if let Some(rate) = wanted["rate_limit"].as_str() {
+                jobs::wait_for_state(bus, JOB, |s| {
+                    s.spec
+                        .handler
+                        .rate_limit()
+                        .map(|r| r.to_string())
+                        .as_deref()
+                        == Some(rate)
+                })
+                .await?;
+            } else {
+                let want = wanted["concurrency"].as_u64().context("a concurrency")?;
+                jobs::wait_for_state(bus, JOB, |s| {
+                    u64::from(s.spec.settings().concurrency) == want
+                })
+                .await?;
+            }
         } else if subject == bus.names.pause_subject(JOB) {
             // `{"for": ...}` is a timed pause; an empty body lasts until resumed.
             let timed = body.contains("\"for\"");

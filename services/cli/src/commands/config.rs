@@ -28,7 +28,7 @@ pub struct ConfigArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
-    /// Show a job's live settings (concurrency, max_retries, handler_timeout).
+    /// Show a job's live settings (concurrency, max_retries, handler_timeout, rate_limit).
     Get {
         /// The job id.
         job: String,
@@ -43,7 +43,8 @@ pub enum ConfigCommand {
     Set {
         /// The job id.
         job: String,
-        /// NAME=VALUE pairs: concurrency=N, max_retries=N, handler_timeout=DURATION.
+        /// NAME=VALUE pairs: concurrency=N, max_retries=N, handler_timeout=DURATION,
+        /// rate_limit=N/s|N/m|N/h|none.
         #[arg(required = true, value_name = "NAME=VALUE")]
         settings: Vec<String>,
         /// Do not wait for the job's state to show the change.
@@ -94,6 +95,9 @@ async fn set(nats: &NatsArgs, job: &str, settings: &[String], no_wait: bool) -> 
             before.status
         );
     }
+    change
+        .fits(&before.spec)
+        .map_err(|r| anyhow::anyhow!("{r}"))?;
     bus.js
         .publish_with_headers(
             bus.names.config_subject(job),
@@ -137,7 +141,8 @@ async fn wait_applied(
                 .is_none_or(|r| live.max_retries == Some(r))
             && change
                 .handler_timeout
-                .is_none_or(|t| live.handler_timeout == Some(t));
+                .is_none_or(|t| live.handler_timeout == Some(t))
+            && change.rate_limit.is_none_or(|r| live.rate_limit == Some(r));
         if applied {
             return Ok(state);
         }
@@ -153,12 +158,13 @@ async fn wait_applied(
     }
 }
 
-fn values(live: &ConfigChange) -> [String; 3] {
+fn values(live: &ConfigChange) -> [String; 4] {
     let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     [
         show(live.concurrency.map(|c| c.to_string())),
         show(live.max_retries.map(|r| r.to_string())),
         show(live.handler_timeout.map(|t| t.to_string())),
+        show(live.rate_limit.map(|r| r.to_string())),
     ]
 }
 

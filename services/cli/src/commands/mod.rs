@@ -7,6 +7,7 @@ pub mod dlq;
 pub mod gc;
 pub mod health;
 pub mod jobs;
+pub mod limits;
 pub mod pause;
 pub mod provision;
 pub mod results;

@@ -1,6 +1,7 @@
 //! `jetflow status JOB`.
 
-use jetflow_runtime::NatsArgs;
+use jetflow_protocol::target::{self, TargetLimits};
+use jetflow_runtime::{Bus, NatsArgs};
 
 use crate::{connect, exit, job_state, render};
 
@@ -22,7 +23,22 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&state)?);
     } else {
-        print!("{}", render::summary(&state));
+        let targets = target_limits(&bus, &render::targets(&state)).await;
+        print!("{}", render::summary(&state, &targets));
     }
     Ok(exit::OK)
+}
+
+/// The limits of `targets` that carry any. Best effort: a user who may not
+/// read the limits bucket still sees the job.
+async fn target_limits(bus: &Bus, targets: &[String]) -> Vec<TargetLimits> {
+    let mut found = Vec::new();
+    for name in targets {
+        match bus.kv.limits.get(target::key(name)).await {
+            Ok(Some(value)) => found.extend(serde_json::from_slice::<TargetLimits>(&value).ok()),
+            Ok(None) => {}
+            Err(err) => tracing::debug!(target = %name, error = %err, "cannot read target limits"),
+        }
+    }
+    found
 }

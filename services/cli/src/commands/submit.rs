@@ -177,7 +177,7 @@ pub fn print_final(state: &JobState, json: bool) {
             serde_json::to_string_pretty(state).unwrap_or_default()
         );
     } else {
-        print!("{}", render::summary(state));
+        print!("{}", render::summary(state, &[]));
     }
 }
 

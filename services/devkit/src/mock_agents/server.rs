@@ -156,6 +156,12 @@ impl MockAgents {
         self.state.counters.recent_calls()
     }
 
+    /// Migrate calls in each whole second of the wall clock (seconds since
+    /// the epoch) that saw any, oldest first.
+    pub fn calls_per_second(&self) -> Vec<(u64, u64)> {
+        self.state.counters.calls_per_second()
+    }
+
     /// Restarts `max_in_flight` from the number of calls in flight now.
     pub fn reset_max_in_flight(&self) {
         self.state.counters.reset_max_in_flight();

@@ -61,6 +61,9 @@ pub(crate) struct Counters {
     pub first_call: OnceLock<Instant>,
     /// When the last [`RECENT_CALLS`] migrate calls arrived, oldest first.
     pub recent: std::sync::Mutex<std::collections::VecDeque<Instant>>,
+    /// Migrate calls per whole second of the wall clock (seconds since the
+    /// epoch), for rate-limit checks.
+    pub per_second: std::sync::Mutex<std::collections::BTreeMap<u64, u64>>,
 }
 
 /// How many call arrival times the mock keeps.
@@ -83,6 +86,19 @@ impl Counters {
             recent.pop_front();
         }
         recent.push_back(now);
+        drop(recent);
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut per_second = self.per_second.lock().unwrap_or_else(|e| e.into_inner());
+        *per_second.entry(second).or_default() += 1;
+    }
+
+    /// Migrate calls in each whole second of the wall clock that saw any,
+    /// oldest first.
+    pub(crate) fn calls_per_second(&self) -> Vec<(u64, u64)> {
+        let per_second = self.per_second.lock().unwrap_or_else(|e| e.into_inner());
+        per_second.iter().map(|(s, n)| (*s, *n)).collect()
     }
 
     /// When the last calls arrived, oldest first.

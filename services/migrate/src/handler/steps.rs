@@ -9,8 +9,10 @@
 //! backoff as a schedule holding no slot, and carries where the chain
 //! resumes ([`StepResume`]: the step, its calls so far, the outputs before
 //! it) — so neither a wait nor a crash while waiting repeats a finished
-//! step. While the step's target has an open breaker, the chain waits the
-//! same way without spending a retry. A step that fails for good — or runs
+//! step. While the step's target has an open breaker, or the step's rate
+//! limit (its own `rate_limit`, its target's `jetflow limits`) has no
+//! token left in its window, the chain waits the same way without spending
+//! a retry. A step that fails for good — or runs
 //! out of retries — fails the item, whose outcome records the step, the
 //! error, and every earlier step's output. A crash mid-call repeats that
 //! step on redelivery: each step gets its own idempotency key
@@ -21,12 +23,17 @@ use std::time::{Duration, Instant};
 use jetflow_protocol::{
     job::{Settings, Step, StepCall},
     messages::{StepOutput, StepResume},
+    names::RateScope,
     retry::retry_delay,
 };
 use serde_json::Value;
 
 use super::{http, nats, Call, HandlerError, Trail};
-use crate::breaker::{http_target, Admission, Breakers};
+use crate::{
+    breaker::{Admission, Breakers},
+    limiter::{self, Limit, Limiter},
+    target_limits::Targets,
+};
 
 /// What a chain of steps goes through: the clients that call the targets,
 /// their breakers, and the job's retry policy.
@@ -38,6 +45,10 @@ pub struct StepContext<'a> {
     pub nats: &'a async_nats::Client,
     /// One breaker per step target.
     pub breakers: &'a Breakers,
+    /// Where rate-limit tokens are taken.
+    pub limiter: &'a Limiter,
+    /// The limits of the steps' targets.
+    pub targets: &'a Targets,
     /// The job's settings: the retry policy of a step that sets none.
     pub settings: &'a Settings,
 }
@@ -83,7 +94,7 @@ pub async fn run(
             input: &input,
             ..call
         };
-        match run_step(ctx, step, &this, tries).await {
+        match run_step(ctx, step, index, &this, tries).await {
             StepRun::Succeeded(output) => {
                 trail.messages.push(StepOutput {
                     step: step.name.clone(),
@@ -140,15 +151,35 @@ enum StepRun {
 /// tried again later — after its backoff, after what the target asked for
 /// (`Retry-After`, no retry spent), or once its breaker lets calls through
 /// (no call made).
-async fn run_step(ctx: StepContext<'_>, step: &Step, call: &Call<'_>, tries: u32) -> StepRun {
+async fn run_step(
+    ctx: StepContext<'_>,
+    step: &Step,
+    index: usize,
+    call: &Call<'_>,
+    tries: u32,
+) -> StepRun {
     let settings = ctx.settings;
-    let target = target(&step.call);
+    let target = step.call.target();
     if let Admission::Hold(wait) = ctx.breakers.admit(&target, Instant::now()) {
         return StepRun::Later {
             delay: wait,
             tries,
             called: false,
             error: format!("circuit breaker of {target} open"),
+        };
+    }
+    // The first step's tokens were taken before its task was pulled
+    // (`worker`); a later step takes its own here.
+    let held = match index {
+        0 => None,
+        _ => held_by_limits(ctx, step, call.job, &target).await,
+    };
+    if let Some(wait) = held {
+        return StepRun::Later {
+            delay: wait,
+            tries,
+            called: false,
+            error: format!("rate limit of step {}", step.name),
         };
     }
     let tries = tries + 1;
@@ -190,6 +221,47 @@ async fn run_step(ctx: StepContext<'_>, step: &Step, call: &Call<'_>, tries: u32
     }
 }
 
+/// How long the step must wait for its rate limits to let one call
+/// through (`None`: it may call now, a token taken).
+async fn held_by_limits(
+    ctx: StepContext<'_>,
+    step: &Step,
+    job: &str,
+    target: &str,
+) -> Option<Duration> {
+    let own = step.call.rate_limit().map(|rate| Limit {
+        scope: RateScope::Step {
+            job: job.to_string(),
+            step: step.name.clone(),
+        },
+        rate,
+    });
+    let shared = ctx.targets.rate(target).map(|rate| Limit {
+        scope: RateScope::Target(target.to_string()),
+        rate,
+    });
+    let limits: Vec<Limit> = own.into_iter().chain(shared).collect();
+    if limits.is_empty() {
+        return None;
+    }
+    match ctx.limiter.take(&limits, 1).await {
+        Ok(grant) if grant.calls == 1 => None,
+        Ok(grant) => Some(
+            grant
+                .retry_at
+                .map_or(LIMIT_RETRY, limiter::until)
+                .max(Duration::from_millis(1)),
+        ),
+        Err(err) => {
+            tracing::debug!(job, step = %step.name, error = %err, "cannot take a rate-limit token");
+            Some(LIMIT_RETRY)
+        }
+    }
+}
+
+/// How long a step waits when its tokens could not be counted at all.
+const LIMIT_RETRY: Duration = Duration::from_secs(1);
+
 /// Makes one call of a step.
 async fn one(
     ctx: StepContext<'_>,
@@ -199,13 +271,5 @@ async fn one(
     match call {
         StepCall::Http(spec) => http::call(ctx.http, spec, this).await,
         StepCall::Nats(spec) => nats::call(ctx.nats, spec, this).await,
-    }
-}
-
-/// The breaker key of a step's target.
-pub fn target(call: &StepCall) -> String {
-    match call {
-        StepCall::Http(http) => http_target(&http.url),
-        StepCall::Nats(nats) => format!("nats:{}", nats.subject),
     }
 }

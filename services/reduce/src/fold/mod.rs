@@ -229,7 +229,7 @@ fn resume(state: &mut JobState, seq: u64, reason: Option<String>, effects: &mut 
 fn reconfigure(state: &mut JobState, change: &ConfigChange, effects: &mut Effects) {
     // Validated when requested; checked again so that no ledger entry,
     // however it got there, can set a value a job may not have.
-    if change.validate().is_ok() {
+    if change.validate().is_ok() && change.fits(&state.spec).is_ok() {
         change.apply(&mut state.spec);
         effects.reconfigured = true;
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::duration::HumanDuration;
+use crate::{duration::HumanDuration, rate::RateLimit, target};
 
 /// A job as submitted on `<ns>.jobs.submit`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -233,6 +233,25 @@ impl HandlerSpec {
             HandlerSpec::Steps { .. } => "steps",
         }
     }
+
+    /// The target a one-call handler calls (`None` for `external` and
+    /// `steps`, whose steps each have their own).
+    pub fn target(&self) -> Option<String> {
+        match self {
+            HandlerSpec::Http(http) => Some(target::http(&http.url)),
+            HandlerSpec::Nats(nats) => Some(target::nats(&nats.subject)),
+            HandlerSpec::External(_) | HandlerSpec::Steps { .. } => None,
+        }
+    }
+
+    /// The rate limit of a one-call handler.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        match self {
+            HandlerSpec::Http(http) => http.rate_limit,
+            HandlerSpec::Nats(nats) => nats.rate_limit,
+            HandlerSpec::External(_) | HandlerSpec::Steps { .. } => None,
+        }
+    }
 }
 
 /// A NATS handler: one request per item on `subject`, served by workers in
@@ -245,6 +264,10 @@ pub struct NatsHandler {
     /// How long to wait for a reply.
     #[serde(default = "d_handler_timeout")]
     pub timeout: HumanDuration,
+    /// Requests per period at most, across every migrate instance
+    /// (`"50/s"`, `"3000/m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// An external handler: workers pull the job's tasks from its durable
@@ -292,6 +315,22 @@ impl StepCall {
             StepCall::Nats(nats) => nats.timeout,
         }
     }
+
+    /// The target the step calls.
+    pub fn target(&self) -> String {
+        match self {
+            StepCall::Http(http) => target::http(&http.url),
+            StepCall::Nats(nats) => target::nats(&nats.subject),
+        }
+    }
+
+    /// The step's own rate limit.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        match self {
+            StepCall::Http(http) => http.rate_limit,
+            StepCall::Nats(nats) => nats.rate_limit,
+        }
+    }
 }
 
 /// An HTTP handler: `{id}` in the URL is the percent-encoded item id; the body
@@ -320,6 +359,10 @@ pub struct HttpHandler {
     /// 4xx statuses to retry besides 408 and 429.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_on: Vec<u16>,
+    /// Calls per period at most, across every migrate instance (`"50/s"`,
+    /// `"3000/m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn d_method() -> String {

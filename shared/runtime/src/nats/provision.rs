@@ -19,6 +19,9 @@ pub const LEASE_TTL: Duration = Duration::from_secs(6);
 /// Deduplication window of every stream (JetStream's default).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// How long a rate counter is kept: longer than the longest window.
+const RATE_COUNTER_AGE: Duration = Duration::from_secs(180);
+
 /// The KV buckets, opened.
 #[derive(Clone)]
 pub struct Buckets {
@@ -36,6 +39,8 @@ pub struct Buckets {
     pub checkpoints: Store,
     /// Ownership leases.
     pub leases: Store,
+    /// Limits of targets, for every job.
+    pub limits: Store,
 }
 
 /// The stream definitions, for provisioning and for `deploy/` files.
@@ -103,6 +108,19 @@ pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
             RetentionPolicy::Limits,
             Duration::ZERO,
         ),
+        // One NATS counter per rate scope and window, of which only the
+        // total matters; a window's counter outlives the window (at most
+        // a minute) and then goes by age.
+        stream::Config {
+            allow_message_counter: true,
+            max_messages_per_subject: 1,
+            ..base(
+                names.rates_stream(),
+                vec![names.rate_filter()],
+                RetentionPolicy::Limits,
+                RATE_COUNTER_AGE,
+            )
+        },
     ]
 }
 
@@ -124,6 +142,7 @@ pub fn bucket_configs(names: &Names, replicas: usize) -> Vec<kv::Config> {
         bucket(names.specs_bucket(), 1, Duration::ZERO),
         bucket(names.checkpoints_bucket(), 1, Duration::ZERO),
         bucket(names.leases_bucket(), 1, LEASE_TTL),
+        bucket(names.limits_bucket(), 5, Duration::ZERO),
     ]
 }
 
@@ -260,6 +279,10 @@ fn stream_is_current(existing: &stream::Config, wanted: &stream::Config) -> bool
         && existing.duplicate_window == wanted.duplicate_window
         && existing.discard == wanted.discard
         && existing.allow_message_schedules == wanted.allow_message_schedules
+        && existing.allow_message_counter == wanted.allow_message_counter
+        // Unset is 0 here and -1 on the server: compare only a set value.
+        && (wanted.max_messages_per_subject <= 0
+            || existing.max_messages_per_subject == wanted.max_messages_per_subject)
         && existing.num_replicas >= wanted.num_replicas
 }
 
@@ -323,6 +346,7 @@ fn buckets(stores: Vec<Store>) -> Result<Buckets> {
         specs: next()?,
         checkpoints: next()?,
         leases: next()?,
+        limits: next()?,
     })
 }
 

@@ -49,6 +49,12 @@ pub const BATCHES_IN_FLIGHT: &str = "jetflow.batches.in_flight";
 pub const CONSUMER_PENDING: &str = "jetflow.consumer.pending";
 /// Messages handed out and not yet acknowledged, by `stage` and `consumer`.
 pub const CONSUMER_ACK_PENDING: &str = "jetflow.consumer.ack_pending";
+/// Rate-limit tokens taken (calls let through), by `scope` (`job:<job>`,
+/// `step:<job>/<step>`, `target:<target>`) — counted by migrate.
+pub const RATE_GRANTED: &str = "jetflow.rate.granted";
+/// Takes of rate-limit tokens that came up short, each a wait until the
+/// window ends, by `scope` — counted by migrate.
+pub const RATE_HELD: &str = "jetflow.rate.held";
 
 /// Gauge values a stage sets; read when Prometheus scrapes.
 type Gauges = Arc<Mutex<BTreeMap<Vec<(String, String)>, f64>>>;
@@ -73,6 +79,10 @@ pub struct Metrics {
     pub outcomes: Counter<u64>,
     /// See [`JOBS_ENDED`].
     pub jobs_ended: Counter<u64>,
+    /// See [`RATE_GRANTED`].
+    pub rate_granted: Counter<u64>,
+    /// See [`RATE_HELD`].
+    pub rate_held: Counter<u64>,
     /// What `/readyz` answers; the stage says when it is up.
     pub readiness: Readiness,
 }
@@ -112,6 +122,14 @@ impl Metrics {
             jobs_ended: meter
                 .u64_counter(JOBS_ENDED)
                 .with_description("Jobs that ended, by status")
+                .build(),
+            rate_granted: meter
+                .u64_counter(RATE_GRANTED)
+                .with_description("Rate-limit tokens taken, by scope")
+                .build(),
+            rate_held: meter
+                .u64_counter(RATE_HELD)
+                .with_description("Takes of rate-limit tokens that came up short, by scope")
                 .build(),
             meter,
             enabled: true,
@@ -191,6 +209,19 @@ impl Metrics {
                     KeyValue::new("status", status),
                 ],
             );
+        }
+    }
+
+    /// `granted` tokens taken under the limit of `scope`; `held` if the
+    /// take came up short.
+    pub fn rate(&self, scope: &str, granted: u64, held: bool) {
+        if !self.enabled {
+            return;
+        }
+        let scope = [KeyValue::new("scope", scope.to_string())];
+        self.rate_granted.add(granted, &scope);
+        if held {
+            self.rate_held.add(1, &scope);
         }
     }
 

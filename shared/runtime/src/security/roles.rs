@@ -185,6 +185,10 @@ fn migrate(g: &mut Grants, scope: &Scope) {
     g.watch_bucket(&n.jobs_bucket());
     g.read_bucket(&n.specs_bucket());
     g.read_bucket(&n.items_bucket());
+    // Rate limits: calls are counted on the rate counters; targets'
+    // limits are watched.
+    g.publish(n.rate_filter());
+    g.watch_bucket(&n.limits_bucket());
     g.sweep(&n.tasks_stream());
     g.publish_all(&scope.handler_subjects);
 }
