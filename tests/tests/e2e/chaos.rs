@@ -1,7 +1,10 @@
 //! docs/design.md, invariants 1, 2 and 4, under fire: every service runs as two processes and
 //! a killer SIGKILLs a random one every 0.3-1.5 s (the first three within a
 //! second of the start), restarting it, until the job ends. The tally must
-//! still be exact. The pace is set by how fast the pipeline is: at one kill
+//! still be exact — with 5% of calls failing transiently (retries park as
+//! message schedules while processes die), every call passing a 1000/s
+//! rate limit, and a 2 s pause published mid-run that must end by itself.
+//! The pace is set by how fast the pipeline is: at one kill
 //! every 1-3 s, a 3,000-item job once ended after two.
 //!
 //! CI runs three seeds at 3,000 items, the third with every stage as its own
@@ -19,6 +22,9 @@ use jetflow_protocol::{
 use jetflow_runtime::security::roles::{Role, Scope};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
+
+/// The job's rate limit: the job takes at least `items() / 1000` seconds.
+const CHAOS_RATE: &str = "1000/s";
 
 fn items() -> usize {
     std::env::var("JETFLOW_CHAOS_ITEMS")
@@ -73,8 +79,12 @@ async fn chaos(seed: u64, users: Users) -> anyhow::Result<()> {
     })
     .await?;
     let job = format!("chaos-{seed}");
-    let spec = jobs::agents_job(&job, &mock, json!({"concurrency": 50, "max_retries": 10}));
+    let mut spec = jobs::agents_job(&job, &mock, json!({"concurrency": 50, "max_retries": 10}));
+    // Flow control under fire too (issue 12, acceptance 2): retries park,
+    // calls pass a rate limit, and a timed pause comes and goes.
+    spec["handler"]["rate_limit"] = json!(CHAOS_RATE);
     jobs::submit_plain(&env.bus, spec.to_string().as_bytes()).await?;
+    let mut paused = false;
 
     let mut rng = StdRng::seed_from_u64(seed);
     let mut kills = 0;
@@ -90,6 +100,15 @@ async fn chaos(seed: u64, users: Users) -> anyhow::Result<()> {
             tokio::time::Instant::now() < deadline,
             "job {job} did not end within 10 minutes ({kills} kills)"
         );
+        if kills == 3 && !paused {
+            // As `nats pub` would: no headers, a timed pause.
+            let body = json!({"for": "2s", "reason": "chaos"}).to_string();
+            env.bus
+                .client
+                .publish(env.bus.names.pause_subject(&job), body.into())
+                .await?;
+            paused = true;
+        }
         let pause = if kills < 3 { 200..400 } else { 300..1500 };
         tokio::time::sleep(Duration::from_millis(rng.gen_range(pause))).await;
         let victim = rng.gen_range(0..services.len());
@@ -104,6 +123,9 @@ async fn chaos(seed: u64, users: Users) -> anyhow::Result<()> {
 
     let permanent: BTreeSet<String> = mock.permanent_failures().into_iter().collect();
     assert!(kills >= 3, "the test must actually kill processes");
+    for event in ["paused", "resumed"] {
+        jobs::wait_for_event(&env.bus, &job, event).await?;
+    }
     assert_eq!(state.status, JobStatus::Partial);
     assert_eq!(state.total, n as u64);
     assert_eq!(state.succeeded + state.failed, n as u64);
