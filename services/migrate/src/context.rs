@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::{
     breaker::Breakers,
     ledger::LedgerWriter,
-    limiter::{Limit, Limiter},
+    limiter::{self, Limit, Limiter},
     target_limits::Targets,
 };
 
@@ -91,36 +91,22 @@ impl JobContext {
     /// `steps`, those of the first step (the later steps take their own
     /// tokens as they come to them, see `handler::steps`).
     pub(crate) fn call_limits(&self) -> Vec<Limit> {
-        let (own, target) = match &self.spec.handler {
-            HandlerSpec::Steps { steps } => match steps.first() {
-                Some(step) => (
-                    step.call.rate_limit().map(|rate| Limit {
-                        scope: RateScope::Step {
-                            job: self.job.clone(),
-                            step: step.name.clone(),
-                        },
+        match &self.spec.handler {
+            HandlerSpec::Steps { steps } => steps
+                .first()
+                .map(|step| limiter::for_step(&self.job, step, &self.targets))
+                .unwrap_or_default(),
+            handler => match handler.target() {
+                Some(target) => {
+                    let own = handler.rate_limit().map(|rate| Limit {
+                        scope: RateScope::Job(self.job.clone()),
                         rate,
-                    }),
-                    step.call.target(),
-                ),
-                None => return Vec::new(),
+                    });
+                    limiter::for_call(own, &target, &self.targets)
+                }
+                None => Vec::new(),
             },
-            handler => (
-                handler.rate_limit().map(|rate| Limit {
-                    scope: RateScope::Job(self.job.clone()),
-                    rate,
-                }),
-                match handler.target() {
-                    Some(target) => target,
-                    None => return Vec::new(),
-                },
-            ),
-        };
-        let shared = self.targets.rate(&target).map(|rate| Limit {
-            scope: RateScope::Target(target.clone()),
-            rate,
-        });
-        own.into_iter().chain(shared).collect()
+        }
     }
 
     /// The same context with the live settings of `spec`.

@@ -19,11 +19,14 @@ use std::{
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use jetflow_protocol::{
+    job::Step,
     names::RateScope,
     rate::{self, RateLimit},
 };
 use jetflow_runtime::{process::metrics::Metrics, Bus, Error, ErrorKind, Result, ResultExt};
 use serde::Serialize;
+
+use crate::target_limits::Targets;
 
 /// The header that makes a publish an increment of a counter.
 const INCREMENT: &str = "Nats-Incr";
@@ -35,6 +38,28 @@ pub(crate) struct Limit {
     pub scope: RateScope,
     /// The limit.
     pub rate: RateLimit,
+}
+
+/// The limits one call passes: its own (a handler's or a step's), then
+/// the one its target carries for every job (`jetflow limits`).
+pub(crate) fn for_call(own: Option<Limit>, target: &str, targets: &Targets) -> Vec<Limit> {
+    let shared = targets.rate(target).map(|rate| Limit {
+        scope: RateScope::Target(target.to_string()),
+        rate,
+    });
+    own.into_iter().chain(shared).collect()
+}
+
+/// The limits a call of `step` in `job` passes.
+pub(crate) fn for_step(job: &str, step: &Step, targets: &Targets) -> Vec<Limit> {
+    let own = step.call.rate_limit().map(|rate| Limit {
+        scope: RateScope::Step {
+            job: job.to_string(),
+            step: step.name.clone(),
+        },
+        rate,
+    });
+    for_call(own, &step.call.target(), targets)
 }
 
 /// What a take came to.

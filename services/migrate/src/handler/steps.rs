@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use jetflow_protocol::{
     job::{Settings, Step, StepCall},
     messages::{StepOutput, StepResume},
-    names::RateScope,
     retry::retry_delay,
 };
 use serde_json::Value;
@@ -31,7 +30,7 @@ use serde_json::Value;
 use super::{http, nats, Call, HandlerError, Trail};
 use crate::{
     breaker::{Admission, Breakers},
-    limiter::{self, Limit, Limiter},
+    limiter::{self, Limiter},
     target_limits::Targets,
 };
 
@@ -172,7 +171,7 @@ async fn run_step(
     // (`worker`); a later step takes its own here.
     let held = match index {
         0 => None,
-        _ => held_by_limits(ctx, step, call.job, &target).await,
+        _ => held_by_limits(ctx, step, call.job).await,
     };
     if let Some(wait) = held {
         return StepRun::Later {
@@ -223,24 +222,8 @@ async fn run_step(
 
 /// How long the step must wait for its rate limits to let one call
 /// through (`None`: it may call now, a token taken).
-async fn held_by_limits(
-    ctx: StepContext<'_>,
-    step: &Step,
-    job: &str,
-    target: &str,
-) -> Option<Duration> {
-    let own = step.call.rate_limit().map(|rate| Limit {
-        scope: RateScope::Step {
-            job: job.to_string(),
-            step: step.name.clone(),
-        },
-        rate,
-    });
-    let shared = ctx.targets.rate(target).map(|rate| Limit {
-        scope: RateScope::Target(target.to_string()),
-        rate,
-    });
-    let limits: Vec<Limit> = own.into_iter().chain(shared).collect();
+async fn held_by_limits(ctx: StepContext<'_>, step: &Step, job: &str) -> Option<Duration> {
+    let limits = limiter::for_step(job, step, ctx.targets);
     if limits.is_empty() {
         return None;
     }
