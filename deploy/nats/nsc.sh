@@ -47,6 +47,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-fetch \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_checkpoints' \
@@ -100,6 +101,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-batch \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_checkpoints' \
@@ -129,17 +131,23 @@ nsc add user --account "$ACCOUNT" --name jetflow-batch \
 
 # migrate: connect with --inbox-prefix _INBOX_jetflow_migrate
 nsc add user --account "$ACCOUNT" --name jetflow-migrate \
+  --allow-pub '$JS.ACK.*.*.JETFLOW_SLOTS.*.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_TASKS.*.>' \
+  --allow-pub '$JS.ACK.JETFLOW_SLOTS.*.>' \
   --allow-pub '$JS.ACK.JETFLOW_TASKS.*.>' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.JETFLOW_SLOTS.*.jetflow.slot.*' \
   --allow-pub '$JS.API.CONSUMER.CREATE.JETFLOW_TASKS' \
   --allow-pub '$JS.API.CONSUMER.CREATE.JETFLOW_TASKS.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_limits' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_limits.>' \
+  --allow-pub '$JS.API.CONSUMER.DELETE.JETFLOW_SLOTS.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_SLOTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_limits.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_SLOTS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_limits.*' \
@@ -161,6 +169,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-migrate \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_checkpoints' \
@@ -174,6 +183,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-migrate \
   --allow-pub '$JS.API.STREAM.MSG.GET.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_jobs' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_limits' \
+  --allow-pub '$JS.API.STREAM.PURGE.JETFLOW_SLOTS' \
   --allow-pub '$JS.FC.JETFLOW_TASKS.>' \
   --allow-pub '$JS.FC.KV_jetflow_jobs.>' \
   --allow-pub '$JS.FC.KV_jetflow_limits.>' \
@@ -183,6 +193,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-migrate \
   --allow-pub 'jetflow.rate.>' \
   --allow-pub 'jetflow.result.*' \
   --allow-pub 'jetflow.retry.*.*' \
+  --allow-pub 'jetflow.slot.*' \
   --allow-pub 'jetflow.task.*' \
   --allow-sub '$SRV.INFO' \
   --allow-sub '$SRV.INFO.jetflow-migrate' \
@@ -260,6 +271,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-reduce \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_checkpoints' \
@@ -347,6 +359,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-submitter \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_checkpoints' \
@@ -404,6 +417,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RATES.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RESULTS.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_SLOTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_batches.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_checkpoints.*' \
@@ -419,6 +433,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_JOBS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RATES' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_TASKS' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_DLQ.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_EVENTS.*' \
@@ -468,6 +483,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_checkpoints' \
@@ -520,6 +536,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.ACK.*.*.JETFLOW_JOBS.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_RATES.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_RESULTS.>' \
+  --allow-pub '$JS.ACK.*.*.JETFLOW_SLOTS.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_TASKS.>' \
   --allow-pub '$JS.ACK.*.*.KV_jetflow_batches.>' \
   --allow-pub '$JS.ACK.*.*.KV_jetflow_checkpoints.>' \
@@ -535,6 +552,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.ACK.JETFLOW_JOBS.>' \
   --allow-pub '$JS.ACK.JETFLOW_RATES.>' \
   --allow-pub '$JS.ACK.JETFLOW_RESULTS.>' \
+  --allow-pub '$JS.ACK.JETFLOW_SLOTS.>' \
   --allow-pub '$JS.ACK.JETFLOW_TASKS.>' \
   --allow-pub '$JS.ACK.KV_jetflow_batches.>' \
   --allow-pub '$JS.ACK.KV_jetflow_checkpoints.>' \
@@ -556,6 +574,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RATES.>' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RESULTS.>' \
+  --allow-pub '$JS.API.CONSUMER.*.JETFLOW_SLOTS' \
+  --allow-pub '$JS.API.CONSUMER.*.JETFLOW_SLOTS.>' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_TASKS' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_TASKS.>' \
   --allow-pub '$JS.API.CONSUMER.*.KV_jetflow_batches' \
@@ -602,6 +622,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RATES.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RESULTS.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_SLOTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_batches.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_checkpoints.*' \
@@ -617,6 +638,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_JOBS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RATES' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_TASKS' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_BATCHES.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_DLQ.*' \
@@ -624,6 +646,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_RATES.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_RESULTS.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_SLOTS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_batches.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_checkpoints.*' \
@@ -645,6 +668,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RATES.>' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RESULTS.>' \
+  --allow-pub '$JS.API.DIRECT.GET.JETFLOW_SLOTS' \
+  --allow-pub '$JS.API.DIRECT.GET.JETFLOW_SLOTS.>' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_TASKS' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_TASKS.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_batches' \
@@ -678,6 +703,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_JOBS' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.STREAM.*.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.*.KV_jetflow_batches' \
   --allow-pub '$JS.API.STREAM.*.KV_jetflow_checkpoints' \
@@ -693,6 +719,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_batches' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_checkpoints' \
@@ -708,6 +735,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_JOBS' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_RESULTS' \
+  --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_SLOTS' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_TASKS' \
   --allow-pub '$JS.API.STREAM.MSG.*.KV_jetflow_batches' \
   --allow-pub '$JS.API.STREAM.MSG.*.KV_jetflow_checkpoints' \
@@ -734,6 +762,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.FC.JETFLOW_JOBS.>' \
   --allow-pub '$JS.FC.JETFLOW_RATES.>' \
   --allow-pub '$JS.FC.JETFLOW_RESULTS.>' \
+  --allow-pub '$JS.FC.JETFLOW_SLOTS.>' \
   --allow-pub '$JS.FC.JETFLOW_TASKS.>' \
   --allow-pub '$JS.FC.KV_jetflow_batches.>' \
   --allow-pub '$JS.FC.KV_jetflow_checkpoints.>' \

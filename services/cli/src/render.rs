@@ -100,11 +100,19 @@ fn write_limits(out: &mut String, state: &JobState, targets: &[TargetLimits]) {
         let _ = writeln!(out, "limit     {}", own.join(", "));
     }
     for limits in targets {
-        if let Some(rate) = limits.rate {
+        let shared: Vec<String> = [
+            limits.rate.map(|rate| rate.to_string()),
+            limits.concurrency.map(|n| format!("concurrency {n}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !shared.is_empty() {
             let _ = writeln!(
                 out,
-                "target    {} {rate} (shared by every job)",
-                limits.target
+                "target    {} {} (shared by every job)",
+                limits.target,
+                shared.join(", ")
             );
         }
     }

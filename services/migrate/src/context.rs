@@ -8,10 +8,12 @@ use jetflow_protocol::{
     names::RateScope,
 };
 use jetflow_runtime::{process::activity::Activity, process::metrics::Metrics, Bus};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     breaker::Breakers,
+    gate::{self, Entry, Gates},
     ledger::LedgerWriter,
     limiter::{self, Limit, Limiter},
     target_limits::Targets,
@@ -27,6 +29,7 @@ pub(crate) struct Instance {
     pub(crate) breakers: Arc<Breakers>,
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) targets: Arc<Targets>,
+    pub(crate) gates: Arc<Gates>,
     pub(crate) activity: Arc<Activity>,
     pub(crate) metrics: Metrics,
 }
@@ -40,8 +43,13 @@ pub(crate) struct JobContext {
     pub(crate) breakers: Arc<Breakers>,
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) targets: Arc<Targets>,
+    pub(crate) gates: Arc<Gates>,
     pub(crate) activity: Arc<Activity>,
     pub(crate) metrics: Metrics,
+    /// The job's state as the supervisor sees it.
+    pub(crate) states: watch::Receiver<JobState>,
+    /// The worker's stop: the job ended, or this instance is shutting down.
+    pub(crate) stop: CancellationToken,
     /// The breaker key of the job's handler.
     pub(crate) target: String,
     pub(crate) job: String,
@@ -52,8 +60,13 @@ pub(crate) struct JobContext {
 }
 
 impl JobContext {
-    /// The context of `state`'s job on `instance`.
-    pub(crate) fn new(instance: &Instance, state: &JobState) -> Self {
+    /// The context on `instance` of the job whose state is in `states`,
+    /// for a worker that runs until `stop`.
+    pub(crate) fn new(
+        instance: &Instance,
+        states: watch::Receiver<JobState>,
+        stop: CancellationToken,
+    ) -> Self {
         let Instance {
             bus,
             http,
@@ -61,9 +74,11 @@ impl JobContext {
             breakers,
             limiter,
             targets,
+            gates,
             activity,
             metrics,
         } = instance.clone();
+        let state = states.borrow().clone();
         let target = state
             .spec
             .handler
@@ -77,8 +92,11 @@ impl JobContext {
             breakers,
             limiter,
             targets,
+            gates,
             activity,
             metrics,
+            states,
+            stop,
             target,
             job: state.id.clone(),
             settings: state.spec.settings(),
@@ -106,6 +124,26 @@ impl JobContext {
                 }
                 None => Vec::new(),
             },
+        }
+    }
+
+    /// Waits for a slot of `target` if it has shared concurrency (see
+    /// `gate`), at the job's priority, unless the job is paused or
+    /// stopped first.
+    pub(crate) async fn enter(&self, target: &str) -> Entry {
+        let priority = gate::slot_priority(self.spec.priority);
+        self.gates
+            .enter(&self.targets, target, priority, self.halted())
+            .await
+    }
+
+    /// Returns when no call of the job may start any more: it is paused or
+    /// no longer active, or this worker is stopping.
+    async fn halted(&self) {
+        let mut states = self.states.clone();
+        tokio::select! {
+            _ = self.stop.cancelled() => {}
+            _ = states.wait_for(|s| !s.status.runs_items()) => {}
         }
     }
 

@@ -21,6 +21,7 @@ use crate::{
     breaker::Admission,
     context::{Ack, JobContext},
     decision::{decide, Decision},
+    gate::Entry,
     handler::{self, steps::StepContext, Call, HandlerError, Trail},
     park::{park, Parking},
 };
@@ -130,8 +131,20 @@ async fn run_item(
 ) -> Result<Ack> {
     let attempt = delivery.attempt;
     let _working = ctx.activity.start(&ctx.job, task.item.id.as_str());
+    // A chain's steps each take their own target's slot (`handler::steps`).
+    let slot = match &ctx.spec.handler {
+        HandlerSpec::Steps { .. } => Entry::Free,
+        _ => with_progress(msg, ack_wait, ctx.enter(&ctx.target)).await,
+    };
+    if let Entry::Halted = slot {
+        // Paused or stopping before the target had a slot: no call, and
+        // the task goes back carrying only the calls it made before.
+        hold(ctx, msg, attempt - 1, delivery.seq).await?;
+        return Ok(Ack::Done);
+    }
     let started = Instant::now();
     let (result, mut trail) = with_progress(msg, ack_wait, call(ctx, task, attempt)).await;
+    drop(slot);
     let duration_ms = started.elapsed().as_millis() as u64;
     ctx.metrics
         .call(&ctx.target, started.elapsed().as_secs_f64());
@@ -367,6 +380,7 @@ async fn call(
         HandlerSpec::Nats(spec) => handler::nats::call(&ctx.bus.client, spec, &call).await,
         HandlerSpec::Steps { steps } => {
             let through = StepContext {
+                job: ctx,
                 http: &ctx.http,
                 nats: &ctx.bus.client,
                 breakers: &ctx.breakers,

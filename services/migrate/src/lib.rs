@@ -13,12 +13,15 @@
 //!   schedule, holding no concurrency slot, so a crash loses none.
 //! - `breaker` — a circuit breaker per target.
 //! - `limiter` — rate limits shared by every instance, as NATS counters;
-//!   `target_limits` — the limits targets carry for every job, watched.
+//!   `gate` — targets' shared concurrency, as slots handed out by NATS in
+//!   priority order; `target_limits` — the limits targets carry for every
+//!   job, watched.
 //! - `ledger` — item results onto the job's ledger, grouped.
 
 mod breaker;
 mod context;
 mod decision;
+mod gate;
 pub mod handler;
 mod item;
 mod ledger;
@@ -44,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     breaker::{BreakerConfig, Breakers},
     context::{Instance, JobContext},
+    gate::Gates,
     limiter::Limiter,
     target_limits::Targets,
 };
@@ -106,12 +110,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let activity = Activity::new(Stage::Migrate, &instance, bus.names.namespace());
     let limiter = Arc::new(Limiter::new(bus.clone(), metrics.clone()));
     let targets = Arc::new(Targets::default());
+    let gates = Arc::new(Gates::new(bus.clone(), metrics.clone()));
     let target_watch = tokio::spawn(target_limits::watch(
         bus.clone(),
         targets.clone(),
         shutdown.clone(),
     ));
-    let details = details(&breakers, &limiter);
+    let details = details(&breakers, &limiter, &gates);
     let service = micro::spawn(&bus, &activity, Some(details), &shutdown);
     let consumers = spawn_consumer_metrics(&bus, &metrics, &shutdown);
     let breaker_gauge = tokio::spawn(breaker::export(
@@ -132,11 +137,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         breakers,
         limiter,
         targets,
+        gates,
         activity,
         metrics,
     };
     supervisor::per_job(&bus, &shutdown, wants, |states, stop| {
-        let context = JobContext::new(&shared, &states.borrow());
+        let context = JobContext::new(&shared, states.clone(), stop.clone());
         worker::run(context, states, stop)
     })
     .await;
@@ -187,13 +193,14 @@ fn breakers(config: &Config) -> Result<Breakers> {
 }
 
 /// What this instance adds to its status reports: every target's breaker,
-/// and what it took under each rate limit.
-fn details(breakers: &Arc<Breakers>, limiter: &Arc<Limiter>) -> micro::Details {
-    let (breakers, limiter) = (breakers.clone(), limiter.clone());
+/// what it took under each rate limit, and of each target's slots.
+fn details(breakers: &Arc<Breakers>, limiter: &Arc<Limiter>, gates: &Arc<Gates>) -> micro::Details {
+    let (breakers, limiter, gates) = (breakers.clone(), limiter.clone(), gates.clone());
     Arc::new(move || {
         serde_json::json!({
             "breakers": breakers.statuses(Instant::now()),
             "rate_limits": limiter.stats(),
+            "slots": gates.stats(),
         })
     })
 }

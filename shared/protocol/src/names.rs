@@ -35,6 +35,13 @@ pub const WORKER_QUEUE_GROUP: &str = "jetflow-workers";
 /// What every job's task consumer is named: `task_<job>`.
 pub const TASK_CONSUMER_PREFIX: &str = "task_";
 
+/// Target slot consumers are named `slots_<target key>`.
+pub const SLOT_CONSUMER_PREFIX: &str = "slots_";
+
+/// The priority group every slot pull request names (a prioritized
+/// consumer serves requests of one group by their priority).
+pub const SLOT_PRIORITY_GROUP: &str = "calls";
+
 /// Names of everything jetflow creates under one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -135,6 +142,17 @@ impl Names {
         format!("{}.rate.>", self.ns)
     }
 
+    /// The slots of `target`'s shared concurrency: `<ns>.slot.<target key>`,
+    /// as many messages as calls may be in flight to it at once.
+    pub fn slot_subject(&self, target: &str) -> String {
+        format!("{}.slot.{}", self.ns, item_key(target))
+    }
+
+    /// Every target's slots: `<ns>.slot.*`.
+    pub fn slot_filter(&self) -> String {
+        format!("{}.slot.*", self.ns)
+    }
+
     /// The micro service endpoint group of `stage`: `<ns>.svc.<stage>`.
     pub fn service_group(&self, stage: Stage) -> String {
         format!("{}.svc.{stage}", self.ns)
@@ -192,6 +210,11 @@ impl Names {
         self.stream("RATES")
     }
 
+    /// Targets' concurrency slots: `JETFLOW_SLOTS`.
+    pub fn slots_stream(&self) -> String {
+        self.stream("SLOTS")
+    }
+
     /// Every stream, in the order they are provisioned.
     pub fn streams(&self) -> Vec<String> {
         vec![
@@ -202,6 +225,7 @@ impl Names {
             self.events_stream(),
             self.dlq_stream(),
             self.rates_stream(),
+            self.slots_stream(),
         ]
     }
 
@@ -230,6 +254,13 @@ impl Names {
     /// A job's own task consumer; its `max_ack_pending` is the job's concurrency.
     pub fn task_consumer(&self, job: &str) -> String {
         format!("{TASK_CONSUMER_PREFIX}{job}")
+    }
+
+    /// A target's slot consumer: its `max_ack_pending` is the target's
+    /// concurrency; a call holds one unacknowledged slot message, and
+    /// waiting calls are pull requests served by job priority.
+    pub fn slot_consumer(&self, target: &str) -> String {
+        format!("{SLOT_CONSUMER_PREFIX}{}", item_key(target))
     }
 
     // ---- KV buckets -----------------------------------------------------
@@ -429,6 +460,10 @@ mod tests {
         assert_eq!(Names::batch_key("j1", 7), "j1.7");
         assert_eq!(n.rates_stream(), "JETFLOW_RATES");
         assert_eq!(n.limits_bucket(), "jetflow_limits");
+        assert_eq!(n.slots_stream(), "JETFLOW_SLOTS");
+        assert_eq!(n.slot_subject("api:80"), "jetflow.slot.=YXBpOjgw");
+        assert_eq!(n.slot_subject("localhost"), "jetflow.slot.localhost");
+        assert_eq!(n.slot_consumer("api:80"), "slots_=YXBpOjgw");
         assert_eq!(
             n.rate_subject(&RateScope::Job("j1".into()), 1_700_000_000_100),
             "jetflow.rate.job.j1.1700000000100"

@@ -63,10 +63,29 @@ pub struct TargetLimits {
     /// Calls per period to the target, across every job and instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateLimit>,
+    /// Calls in flight to the target at once, across every job and
+    /// instance (each holds one of the target's slots, see `names`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
 }
 
 /// The names `jetflow limits set` takes.
-pub const LIMIT_NAMES: [&str; 1] = ["rate"];
+pub const LIMIT_NAMES: [&str; 2] = ["rate", "concurrency"];
+
+/// The most calls a target's `concurrency` may allow at once: each is a
+/// message in the slots stream and a place in the slot consumer's
+/// `max_ack_pending`.
+pub const MAX_CONCURRENCY: u32 = 10_000;
+
+/// A target's `concurrency` as `jetflow limits set` gives it.
+pub fn parse_concurrency(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "concurrency: {value:?} is not a whole number from 1 to {MAX_CONCURRENCY} (or none)"
+        )),
+    }
+}
 
 impl TargetLimits {
     /// `target`'s limits as `name=value` pairs set them over `self`
@@ -87,6 +106,8 @@ impl TargetLimits {
             match name {
                 "rate" if value == "none" => self.rate = None,
                 "rate" => self.rate = Some(value.parse().map_err(|e| format!("rate: {e}"))?),
+                "concurrency" if value == "none" => self.concurrency = None,
+                "concurrency" => self.concurrency = Some(parse_concurrency(value)?),
                 other => {
                     return Err(format!(
                         "{other:?} is not a target limit (one of {})",
@@ -132,17 +153,26 @@ mod tests {
         };
         let set = limits.clone().with_pairs(["rate=100/s"]).unwrap();
         assert_eq!(set.rate.map(|r| r.to_string()).as_deref(), Some("100/s"));
+        let both = set.clone().with_pairs(["concurrency=20"]).unwrap();
+        assert_eq!((both.rate, both.concurrency), (set.rate, Some(20)));
+        assert_eq!(
+            both.with_pairs(["concurrency=none"]).unwrap().concurrency,
+            None
+        );
         assert_eq!(set.with_pairs(["rate=none"]).unwrap().rate, None);
         for (pairs, why) in [
             (vec!["rate"], "NAME=VALUE"),
             (vec!["rate=fast"], "rate:"),
+            (vec!["concurrency=0"], "concurrency:"),
+            (vec!["concurrency=10001"], "1 to 10000"),
+            (vec!["concurrency=-3"], "concurrency:"),
             (vec!["burst=3"], "not a target limit"),
             (vec![], "nothing to set"),
         ] {
             let err = limits.clone().with_pairs(pairs).unwrap_err();
             assert!(err.contains(why), "{err}");
         }
-        let json = r#"{"target":"api","rate":"20/s"}"#;
+        let json = r#"{"target":"api","rate":"20/s","concurrency":5}"#;
         let back: TargetLimits = serde_json::from_str(json).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
     }

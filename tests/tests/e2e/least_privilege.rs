@@ -118,6 +118,16 @@ async fn pipeline(env: &TestEnv, secured: &Secured) -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
+    // Its API carries limits for every job, set by the admin: a rate, and
+    // 3 calls at once (slots migrate takes and keeps as its own user).
+    let admin = secured.user(Role::Admin);
+    let api = format!("127.0.0.1:{}", mock.port());
+    cli::ok(
+        &admin,
+        &["limits", "set", &api, "rate=500/s", "concurrency=3"],
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let file = write(
         "http.json",
         &jobs::agents_job("lp-http", &mock, json!({"max_retries": 8})),
@@ -136,6 +146,7 @@ async fn pipeline(env: &TestEnv, secured: &Secured) -> anyhow::Result<()> {
         (state.succeeded, state.failed),
         (200 - permanent, permanent)
     );
+    assert!(mock.stats().max_in_flight <= 3, "{:?}", mock.stats());
 
     // A `nats` handler served by the worker user in its queue group.
     let stop = CancellationToken::new();

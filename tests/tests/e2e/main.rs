@@ -21,6 +21,7 @@ mod operations;
 mod pipeline;
 mod poison;
 mod polyglot;
+mod priority;
 mod processes;
 mod rate_limits;
 mod rejection;

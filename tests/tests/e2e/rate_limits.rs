@@ -173,9 +173,9 @@ async fn a_target_limit_caps_two_jobs_together() -> anyhow::Result<()> {
     let api = mock.migrate_url_template();
     let out = cli::ok(&env.nats, &["limits", "set", &api, "rate=60/s"]).await?;
     let host = format!("127.0.0.1:{}", mock.port());
-    assert_eq!(out.trim(), format!("{host}  rate 60/s"));
+    assert_eq!(out.trim(), format!("{host}  rate 60/s  concurrency -"));
     let listed = cli::ok(&env.nats, &["limits", "ls"]).await?;
-    assert_eq!(listed.trim(), format!("{host}  rate 60/s"));
+    assert_eq!(listed.trim(), format!("{host}  rate 60/s  concurrency -"));
     let bad = cli::run_in(
         &env.nats,
         &["limits", "set", &host, "rate=lots"],

@@ -24,11 +24,13 @@ pub struct LimitsArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum LimitsCommand {
     /// Set a target's limits, shared by every job that calls it, e.g.
-    /// `jetflow limits set api.example.com rate=100/s`; live.
+    /// `jetflow limits set api.example.com rate=100/s concurrency=20`; live.
     Set {
         /// A URL or host[:port] (an HTTP target), or nats:<subject>.
         target: String,
-        /// NAME=VALUE pairs: rate=N/s|N/m|N/h|none.
+        /// NAME=VALUE pairs: rate=N/s|N/m|N/h|none, concurrency=N|none
+        /// (calls in flight at once, across every job; a higher-priority
+        /// job's calls get freed slots first).
         #[arg(required = true, value_name = "NAME=VALUE")]
         limits: Vec<String>,
         #[command(flatten)]
@@ -176,8 +178,11 @@ async fn load(bus: &Bus, target: &str) -> anyhow::Result<Option<TargetLimits>> {
     Ok(Some(limits))
 }
 
-/// One target's limits on one line: `api:80  rate 100/s`.
+/// One target's limits on one line: `api:80  rate 100/s  concurrency 20`.
 fn line(limits: &TargetLimits) -> String {
     let rate = limits.rate.map_or("-".to_string(), |r| r.to_string());
-    format!("{}  rate {rate}", limits.target)
+    let concurrency = limits
+        .concurrency
+        .map_or("-".to_string(), |n| n.to_string());
+    format!("{}  rate {rate}  concurrency {concurrency}", limits.target)
 }

@@ -12,7 +12,9 @@
 //! step. While the step's target has an open breaker, or the step's rate
 //! limit (its own `rate_limit`, its target's `jetflow limits`) has no
 //! token left in its window, the chain waits the same way without spending
-//! a retry. A step that fails for good — or runs
+//! a retry. A step whose target has a shared concurrency waits for one of
+//! the target's slots before it calls, and hands it back after (`gate`).
+//! A step that fails for good — or runs
 //! out of retries — fails the item, whose outcome records the step, the
 //! error, and every earlier step's output. A crash mid-call repeats that
 //! step on redelivery: each step gets its own idempotency key
@@ -30,6 +32,8 @@ use serde_json::Value;
 use super::{http, nats, Call, HandlerError, Trail};
 use crate::{
     breaker::{Admission, Breakers},
+    context::JobContext,
+    gate::Entry,
     limiter::{self, Limiter},
     target_limits::Targets,
 };
@@ -38,6 +42,8 @@ use crate::{
 /// their breakers, and the job's retry policy.
 #[derive(Clone, Copy)]
 pub struct StepContext<'a> {
+    /// The job: its priority and state, for the steps' target slots.
+    pub(crate) job: &'a JobContext,
     /// The client of `http` steps.
     pub http: &'a reqwest::Client,
     /// The client of `nats` steps.
@@ -181,8 +187,18 @@ async fn run_step(
             error: format!("rate limit of step {}", step.name),
         };
     }
+    let slot = ctx.job.enter(&target).await;
+    if let Entry::Halted = slot {
+        return StepRun::Later {
+            delay: HALTED_RETRY,
+            tries,
+            called: false,
+            error: format!("paused or stopped while waiting for a slot of {target}"),
+        };
+    }
     let tries = tries + 1;
     let result = one(ctx, &step.call, call).await;
+    drop(slot);
     match &result {
         Err(HandlerError::Transient(_)) => ctx.breakers.failed(&target, Instant::now()),
         _ => ctx.breakers.succeeded(&target),
@@ -244,6 +260,11 @@ async fn held_by_limits(ctx: StepContext<'_>, step: &Step, job: &str) -> Option<
 
 /// How long a step waits when its tokens could not be counted at all.
 const LIMIT_RETRY: Duration = Duration::from_secs(1);
+
+/// When a chain whose job was paused or stopped while a step waited for
+/// a target slot is due again (a paused job's task then waits in its
+/// paused queue).
+const HALTED_RETRY: Duration = Duration::from_secs(1);
 
 /// Makes one call of a step.
 async fn one(

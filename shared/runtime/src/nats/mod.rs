@@ -1,6 +1,6 @@
 //! Talking to NATS: connecting, provisioning, the [`Bus`](bus::Bus) every
-//! stage publishes through, durable consumers, the task queue, bucket scans
-//! and watches.
+//! stage publishes through, durable consumers, the task queue, targets'
+//! slots, bucket scans and watches.
 
 pub mod bus;
 pub mod connect;
@@ -8,5 +8,6 @@ pub mod consume;
 pub mod provision;
 pub mod scan;
 pub mod stage_consumers;
+pub mod target_slots;
 pub mod task_queue;
 pub mod watch;

@@ -121,6 +121,14 @@ pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
                 RATE_COUNTER_AGE,
             )
         },
+        // A target's slots: as many messages as its `concurrency`, handed
+        // out and taken back by its slot consumer (`target_slots`).
+        base(
+            names.slots_stream(),
+            vec![names.slot_filter()],
+            RetentionPolicy::Limits,
+            Duration::ZERO,
+        ),
     ]
 }
 

@@ -55,6 +55,9 @@ pub const RATE_GRANTED: &str = "jetflow.rate.granted";
 /// Takes of rate-limit tokens that came up short, each a wait until the
 /// window ends, by `scope` — counted by migrate.
 pub const RATE_HELD: &str = "jetflow.rate.held";
+/// Seconds a call waited for one of its target's shared concurrency slots
+/// (`jetflow limits set T concurrency=N`), by `target` — migrate.
+pub const SLOT_WAIT: &str = "jetflow.slot.wait";
 
 /// Gauge values a stage sets; read when Prometheus scrapes.
 type Gauges = Arc<Mutex<BTreeMap<Vec<(String, String)>, f64>>>;
@@ -83,6 +86,8 @@ pub struct Metrics {
     pub rate_granted: Counter<u64>,
     /// See [`RATE_HELD`].
     pub rate_held: Counter<u64>,
+    /// See [`SLOT_WAIT`].
+    pub slot_wait: Histogram<f64>,
     /// What `/readyz` answers; the stage says when it is up.
     pub readiness: Readiness,
 }
@@ -130,6 +135,12 @@ impl Metrics {
             rate_held: meter
                 .u64_counter(RATE_HELD)
                 .with_description("Takes of rate-limit tokens that came up short, by scope")
+                .build(),
+            slot_wait: meter
+                .f64_histogram(SLOT_WAIT)
+                .with_unit("s")
+                .with_description("Time calls waited for a slot of their target, by target")
+                .with_boundaries(vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0])
                 .build(),
             meter,
             enabled: true,
@@ -222,6 +233,14 @@ impl Metrics {
         self.rate_granted.add(granted, &scope);
         if held {
             self.rate_held.add(1, &scope);
+        }
+    }
+
+    /// A call waited `seconds` for a slot of `target`.
+    pub fn slot_wait(&self, target: &str, seconds: f64) {
+        if self.enabled {
+            self.slot_wait
+                .record(seconds, &[KeyValue::new("target", target.to_string())]);
         }
     }
 

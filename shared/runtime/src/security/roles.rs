@@ -189,6 +189,17 @@ fn migrate(g: &mut Grants, scope: &Scope) {
     // limits are watched.
     g.publish(n.rate_filter());
     g.watch_bucket(&n.limits_bucket());
+    // Targets' shared concurrency: calls take and hand back slots, and
+    // every instance keeps each target's slots as its limits say.
+    let slots = n.slots_stream();
+    g.pull(&slots, "*");
+    g.publish(n.slot_filter());
+    g.publish(format!(
+        "$JS.API.CONSUMER.CREATE.{slots}.*.{}",
+        n.slot_filter()
+    ));
+    g.publish(format!("$JS.API.CONSUMER.DELETE.{slots}.*"));
+    g.publish(format!("$JS.API.STREAM.PURGE.{slots}"));
     g.sweep(&n.tasks_stream());
     g.publish_all(&scope.handler_subjects);
 }
