@@ -9,7 +9,7 @@ use jetflow_protocol::{
     codec,
     job::{HandlerSpec, JobState},
     limits,
-    messages::{BatchMessage, Item, LedgerEntry, TaskMessage},
+    messages::{by_priority, BatchMessage, Item, LedgerEntry, TaskMessage},
     names::Names,
     Stage,
 };
@@ -127,11 +127,14 @@ async fn dispatch(
 ) -> Result<usize> {
     let (job, number) = (batch.job.clone(), batch.batch);
     let total = batch.items.len();
-    let items = if redelivered {
+    let mut items = if redelivered {
         unfinished(bus, &job, batch.items).await?
     } else {
         batch.items
     };
+    // Tasks run in the order they are published: a page's higher-priority
+    // items first.
+    by_priority(&mut items);
     let subject = bus.names.task_subject(&job);
     // Each item's span is a child of this batch's; a task published again
     // says so, for migrate to check whether its item finished meanwhile.

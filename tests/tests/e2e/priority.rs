@@ -192,3 +192,78 @@ async fn jobs_of_equal_priority_share_a_target_fairly() -> anyhow::Result<()> {
     assert!(mock.stats().max_in_flight <= 4);
     Ok(())
 }
+
+/// Item `priority` in an `items` source orders the items within the job:
+/// the higher ones are fetched first (so they are in the first pages and
+/// run first), and the lower ones last; the rest keep their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_items_source_runs_higher_priority_items_first() -> anyhow::Result<()> {
+    let env = TestEnv::bare("itemprio").await?;
+    let mock = slow_mock(40).await?;
+    let _services = ServiceProcesses::start(&env.nats)?;
+    let job = "ordered";
+    let items: Vec<Value> = (1..=40)
+        .map(|n| {
+            let priority = match n {
+                31..=40 => Some(5),
+                6..=10 => Some(-1),
+                _ => None,
+            };
+            json!({"id": format!("agent-{n:05}"), "priority": priority})
+        })
+        .collect();
+    let mut spec = jobs::agents_job(job, &mock, json!({"concurrency": 1, "fetch_size": 10}));
+    spec["source"] = json!({"type": "items", "items": items});
+    jobs::submit_plain(&env.bus, spec.to_string().as_bytes()).await?;
+    let state = jobs::wait_for_end(&env.bus, job).await?;
+    assert_eq!(state.succeeded, 40, "{state:#?}");
+    let outcomes = jobs::item_records(&env.bus, job).await?;
+    let batch_of = |n: usize| outcomes.get(&format!("agent-{n:05}")).map(|o| o.batch);
+    for n in 31..=40 {
+        assert_eq!(batch_of(n), Some(1), "agent {n} (priority 5)");
+    }
+    for n in 6..=10 {
+        assert_eq!(batch_of(n), Some(4), "agent {n} (priority -1)");
+    }
+    assert_eq!(batch_of(1), Some(2), "the first unprioritised item");
+    Ok(())
+}
+
+/// A pause ends the waits for a slot too: with 2 slots and 20 calls of
+/// the job waiting, no call starts once the job is paused (the waiting
+/// tasks go back, spending nothing); resumed, it completes exactly, one
+/// call per item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_ends_the_waits_for_a_slot() -> anyhow::Result<()> {
+    let env = TestEnv::bare("slotspause").await?;
+    let mock = MockAgents::start(MockAgentsConfig {
+        agents: 120,
+        latency: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await?;
+    let _services = ServiceProcesses::start(&env.nats)?;
+    let host = format!("127.0.0.1:{}", mock.port());
+    cap(&env, &host, 2).await?;
+    let job = "paused-waits";
+    let spec = job_over(job, &mock, (1, 120), 0, 20);
+    jobs::submit_plain(&env.bus, spec.to_string().as_bytes()).await?;
+    jobs::wait_for_state(&env.bus, job, |s| s.succeeded >= 10).await?;
+    cli::ok(&env.nats, &["pause", job]).await?;
+    jobs::wait_for_state(&env.bus, job, |s| s.status == JobStatus::Paused).await?;
+    // The two calls in flight at the pause finish.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_pause = mock.stats().calls;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mock.stats().calls, at_pause, "a call started while paused");
+
+    cli::ok(&env.nats, &["resume", job]).await?;
+    let state = jobs::wait_for_end(&env.bus, job).await?;
+    assert_eq!(
+        (state.status, state.succeeded, state.retries),
+        (JobStatus::Completed, 120, 0),
+        "{state:#?}"
+    );
+    assert_eq!(mock.stats().calls, 120, "one call per item");
+    Ok(())
+}

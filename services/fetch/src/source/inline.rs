@@ -1,12 +1,23 @@
 //! `ids` and `items` sources: the items are in the spec; the cursor is an offset.
 
-use jetflow_protocol::{job::SourceSpec, messages::Item};
+use jetflow_protocol::{
+    job::SourceSpec,
+    messages::{by_priority, Item},
+};
 use serde_json::Value;
 
 use super::{Page, SourceError};
 
-/// The spec's inline items as wire items.
+/// The spec's inline items as wire items, in the order they run: higher
+/// `priority` first, as listed within one priority. (The order is the
+/// cursor's: the spec never changes, so a restarted fetch pages it alike.)
 pub fn items(spec: &SourceSpec) -> Vec<Item> {
+    let mut items = listed(spec);
+    by_priority(&mut items);
+    items
+}
+
+fn listed(spec: &SourceSpec) -> Vec<Item> {
     match spec {
         SourceSpec::Ids { ids } => ids
             .iter()

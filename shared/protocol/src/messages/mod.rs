@@ -21,4 +21,4 @@ pub use handler::{HandlerReply, HandlerRequest, PageReply, PageRequest};
 // well, where the messages that carry them are.
 pub use crate::job::{StepOutput, TaskQueue};
 pub use ledger::{ItemResult, LedgerEntry};
-pub use work::{BatchMessage, Item, StepResume, TaskMessage};
+pub use work::{by_priority, BatchMessage, Item, StepResume, TaskMessage};

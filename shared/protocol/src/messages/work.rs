@@ -18,6 +18,13 @@ pub struct Item {
     pub priority: Option<i32>,
 }
 
+/// Puts `items` in the order their tasks should run: higher `priority`
+/// first, an item without one as priority 0, and items of equal priority
+/// as they came (a stable sort).
+pub fn by_priority(items: &mut [Item]) {
+    items.sort_by_key(|item| std::cmp::Reverse(item.priority.unwrap_or(0)));
+}
+
 /// One page of items, on `<ns>.batch.<job>`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BatchMessage {
@@ -91,5 +98,30 @@ impl TaskMessage {
     /// replay repeated after a crash publishes each letter once.
     pub fn replay_msg_id(dlq_stream: &str, seq: u64) -> String {
         format!("replay:{dlq_stream}:{seq}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_go_higher_priority_first_and_equal_ones_as_they_came() {
+        let item = |id: &str, priority| Item {
+            id: id.into(),
+            data: Value::Null,
+            priority,
+        };
+        let mut items = vec![
+            item("a", None),
+            item("b", Some(-1)),
+            item("c", Some(5)),
+            item("d", None),
+            item("e", Some(5)),
+            item("f", Some(0)),
+        ];
+        by_priority(&mut items);
+        let order: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(order, ["c", "e", "a", "d", "f", "b"]);
     }
 }
