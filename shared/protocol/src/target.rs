@@ -2,10 +2,11 @@
 //! way by migrate (its breakers and limits), the CLI and the status, and
 //! the limits a target carries for every job that calls it.
 //!
-//! A target's limits are a JSON record in the `<ns>_limits` bucket under
-//! the target's key ([`key`]), set with `jetflow limits set` or `nats kv
-//! put`; every migrate instance watches the bucket, so a change applies to
-//! the calls started after it, in every job.
+//! A target's limits — a rate, and a concurrency (calls in flight at once)
+//! — are a JSON record in the `<ns>_limits` bucket under the target's key
+//! ([`key`]), set with `jetflow limits set` or `nats kv put`; every migrate
+//! instance watches the bucket, so a change applies to the calls started
+//! after it, in every job.
 
 use serde::{Deserialize, Serialize};
 

@@ -143,7 +143,10 @@ impl Operator<'_> {
                 let limits: jetflow_protocol::target::TargetLimits =
                     serde_json::from_value(value)?;
                 ensure!(jetflow_protocol::target::key(&limits.target) == *key, "{limits:?}");
-                ensure!(limits.rate.is_some(), "{limits:?}");
+                ensure!(
+                    limits.rate.is_some() || limits.concurrency.is_some(),
+                    "{limits:?}"
+                );
                 Ok(())
             }
             ["kv", "get", bucket, key] => {
@@ -188,8 +191,19 @@ impl Operator<'_> {
             }
             ["consumer", "info", stream, consumer] => {
                 let stream = self.env.bus.js.get_stream(*stream).await?;
-                let mut consumer: PullConsumer =
-                    stream.get_consumer(consumer).await.map_err(|e| anyhow::anyhow!(e))?;
+                // A target's slot consumer is made by migrate moments
+                // after the limits record it follows.
+                let mut tries = 0;
+                let mut consumer: PullConsumer = loop {
+                    match stream.get_consumer(consumer).await {
+                        Ok(consumer) => break consumer,
+                        Err(_) if tries < 20 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        Err(err) => bail!("{consumer}: {err}"),
+                    }
+                };
                 let info = consumer.info().await?;
                 ensure!(info.config.max_ack_pending > 0);
                 Ok(())
