@@ -7,11 +7,18 @@
 //! - (c) the same with a 20 ms handler at concurrency 200, against the ideal.
 //! - (d) [`rss`] — each service's peak memory at N and (`--million`) at 1M.
 //! - (e) submission to the first handler call.
+//! - (f) the seed's job as a user runs it (pages of 50, 4 ahead,
+//!   concurrency 10, default retries): clean, then with the failure mix
+//!   (503 on 5% of calls, a permanent 422 for one agent in 97), then the
+//!   failure mix at concurrency 200.
+//! - (g) a rate-limited job: the calls per whole second against the limit.
+//! - (h) two of (f)'s clean jobs at once: each one's time against alone.
 //!
 //! `--cluster` repeats (a) and (b) on a 3-node cluster with R3 streams;
 //! `--smoke` is a small run for CI that checks tallies, not speed. Every job
-//! must end `completed` with `succeeded == N ==` the mock's migrations, or
-//! the run exits non-zero. [`report`] prints the table and writes the JSON.
+//! must end with an exact tally — `succeeded == N −` the agents the mock
+//! refuses `==` the mock's migrations, `failed ==` the refused — or the run
+//! exits non-zero. [`report`] prints the table and writes the JSON.
 
 mod cpu;
 mod nats;
@@ -24,7 +31,7 @@ mod services;
 use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
-use pipeline::{Case, JobSettings, PipelineResult, Target};
+use pipeline::{Case, Faults, JobSettings, PipelineResult, Target};
 use report::{Machine, Report};
 use services::Binaries;
 
@@ -62,7 +69,31 @@ struct Args {
     /// The jobs' max_inflight_batches.
     #[arg(long, default_value_t = 16)]
     inflight_batches: u32,
+    /// Items in each of the seed-shaped jobs (f) and (h).
+    #[arg(long, default_value_t = 20_000)]
+    mix_items: usize,
+    /// Items in the rate-limited job (g).
+    #[arg(long, default_value_t = 5_000)]
+    rate_items: usize,
+    /// The rate-limited job's limit (g), calls per second.
+    #[arg(long, default_value_t = 1_000)]
+    rate_limit: u32,
 }
+
+/// (f)'s failure mix, from the issue: 5% of calls answer 503, one agent in
+/// 97 always answers 422.
+const FAILURE_MIX: Faults = Faults {
+    transient_rate: 0.05,
+    permanent_rate: 1.0 / 97.0,
+};
+
+/// The seed's job settings, as a user starts with: pages of 50, 4 ahead,
+/// 10 in flight.
+const SEED_SETTINGS: JobSettings = JobSettings {
+    fetch_size: 50,
+    concurrency: 10,
+    max_inflight_batches: 4,
+};
 
 /// (c)'s handler latency and concurrency, from the issue.
 const LATENCY: Duration = Duration::from_millis(20);
@@ -75,6 +106,9 @@ async fn main() -> ExitCode {
         args.items = 2_000;
         args.latency_items = 1_000;
         args.hop_messages = 5_000;
+        args.mix_items = 1_000;
+        args.rate_items = 600;
+        args.rate_limit = 200;
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -143,9 +177,10 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     };
     for case in single_server_cases(args) {
         eprintln!("[{}] {} items", case.label, case.items);
-        let result = pipeline::run(&single, &case).await?;
-        print_tally(&result);
-        report.pipelines.push(result);
+        for result in pipeline::run(&single, &case).await? {
+            print_tally(&result);
+            report.pipelines.push(result);
+        }
     }
     drop(server);
 
@@ -167,9 +202,10 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         };
         let case = main_case(args, "b-R3", args.items);
         eprintln!("[{}] {} items", case.label, case.items);
-        let result = pipeline::run(&replicated, &case).await?;
-        print_tally(&result);
-        report.pipelines.push(result);
+        for result in pipeline::run(&replicated, &case).await? {
+            print_tally(&result);
+            report.pipelines.push(result);
+        }
     }
 
     report.finished_at = chrono::Utc::now();
@@ -180,40 +216,62 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     println!("JSON: {}", path.display());
     let jobs = report.pipelines.len();
     if report.tally_ok {
-        println!("tally check: OK — {jobs} jobs completed with succeeded == N == mock migrated");
+        println!("tally check: OK — {jobs} jobs ended with succeeded == N − refused == mock migrated, failed == refused");
     } else {
         println!("tally check: FAILED — see the [label] tally lines above");
     }
     Ok(report)
 }
 
-/// (b), (c) and, with `--million`, (b) at 1M — all on the single server.
+/// (b), (c), with `--million` (b) at 1M, then (f), (g) and (h) — all on
+/// the single server.
 fn single_server_cases(args: &Args) -> Vec<Case> {
     let mut cases = vec![
         main_case(args, "b", args.items),
-        Case {
-            label: "c".into(),
-            items: args.latency_items,
-            latency: LATENCY,
-            settings: JobSettings {
+        Case::clean(
+            "c",
+            args.latency_items,
+            LATENCY,
+            JobSettings {
                 concurrency: LATENCY_CONCURRENCY,
                 ..settings(args)
             },
-        },
+        ),
     ];
     if args.million {
         cases.push(main_case(args, "b-1M", 1_000_000));
     }
+    let seed = |label: &str, items: usize| Case::clean(label, items, Duration::ZERO, SEED_SETTINGS);
+    cases.push(seed("f-clean", args.mix_items));
+    cases.push(Case {
+        faults: FAILURE_MIX,
+        ..seed("f-mix", args.mix_items)
+    });
+    cases.push(Case {
+        faults: FAILURE_MIX,
+        settings: JobSettings {
+            concurrency: LATENCY_CONCURRENCY,
+            ..SEED_SETTINGS
+        },
+        ..seed("f-mix-200", args.mix_items)
+    });
+    cases.push(Case {
+        rate_limit: Some(args.rate_limit),
+        settings: JobSettings {
+            concurrency: 50,
+            ..SEED_SETTINGS
+        },
+        ..seed("g-rate", args.rate_items)
+    });
+    cases.push(Case {
+        copies: 2,
+        ..seed("h-two", args.mix_items)
+    });
     cases
 }
 
 fn main_case(args: &Args, label: &str, items: usize) -> Case {
-    Case {
-        label: label.into(),
-        items,
-        latency: Duration::ZERO,
-        settings: settings(args),
-    }
+    Case::clean(label, items, Duration::ZERO, settings(args))
 }
 
 fn settings(args: &Args) -> JobSettings {
@@ -228,7 +286,13 @@ fn settings(args: &Args) -> JobSettings {
 fn print_tally(p: &PipelineResult) {
     let verdict = if p.tally_ok { "ok" } else { "MISMATCH" };
     println!(
-        "[{}] tally {verdict}: status {}, succeeded {} (failed {}), N {}, mock migrated {} ({} calls); {:.2} s, {:.0} items/s",
-        p.label, p.status, p.succeeded, p.failed, p.items, p.mock_migrated, p.mock_calls, p.seconds, p.items_per_sec
+        "[{}] tally {verdict}: status {}, succeeded {} (failed {}, mock refuses {}), N {}, mock migrated {} ({} calls, {} retries); {:.2} s, {:.0} items/s",
+        p.label, p.status, p.succeeded, p.failed, p.mock_permanent, p.items, p.mock_migrated, p.mock_calls, p.retries, p.seconds, p.items_per_sec
     );
+    if let Some(rate) = &p.rate {
+        println!(
+            "[{}] calls per whole second {:?}: max {}, mean {:.0}, limit {}",
+            p.label, rate.per_second, rate.max, rate.mean, rate.limit
+        );
+    }
 }

@@ -146,6 +146,42 @@ impl Report {
             |r| format!("{r:.3}"),
             |r| r >= 0.20,
         ));
+        let mix = self.pipeline("f-mix").map(|p| p.items_per_sec);
+        checks.push(check(
+            "(f) failure mix, conc 10 >= 3,000 items/s",
+            mix,
+            |r| format!("{r:.0}/s"),
+            |r| r >= 3_000.0,
+        ));
+        let clean = self.pipeline("f-clean").map(|p| p.items_per_sec);
+        checks.push(check(
+            "(f) failure mix >= 0.5 of clean",
+            mix.zip(clean).map(|(m, c)| m / c),
+            |r| format!("{r:.3}"),
+            |r| r >= 0.5,
+        ));
+        let wide = self.pipeline("f-mix-200").map(|p| p.items_per_sec);
+        checks.push(check(
+            "(f) failure mix, conc 200 > conc 10",
+            wide.zip(mix).map(|(w, m)| w / m),
+            |r| format!("{r:.2}x"),
+            |r| r > 1.0,
+        ));
+        let rate = self.pipeline("g-rate").and_then(|p| p.rate.as_ref());
+        checks.push(check(
+            "(g) every whole second <= limit + 10%",
+            rate.filter(|r| !r.per_second.is_empty())
+                .map(|r| r.max as f64 / f64::from(r.limit)),
+            |r| format!("max {:.0}%", r * 100.0),
+            |r| r <= 1.10,
+        ));
+        checks.push(check(
+            "(g) mean >= 85% of the limit",
+            rate.filter(|r| !r.per_second.is_empty())
+                .map(|r| r.mean / f64::from(r.limit)),
+            |r| format!("{:.0}%", r * 100.0),
+            |r| r >= 0.85,
+        ));
         self.targets = checks;
         self.tally_ok = !self.pipelines.is_empty() && self.pipelines.iter().all(|p| p.tally_ok);
     }
@@ -197,6 +233,7 @@ impl Report {
                 self.ratio_text(p)
             ));
         }
+        out.extend(self.together_lines());
         out.push(String::new());
         out.push(format!(
             "{:<40} {:>14} {:>9} {:>9} {:>9} {:>9}",
@@ -239,6 +276,31 @@ impl Report {
             out.push(format!("  {:<42} {:>16}  {verdict}", t.target, t.measured));
         }
         out.join("\n")
+    }
+
+    /// (h): each of the jobs that ran at once, against (f)'s clean job
+    /// alone (the same job on the same settings).
+    fn together_lines(&self) -> Vec<String> {
+        let alone = self.pipeline("f-clean");
+        let together: Vec<&PipelineResult> =
+            self.pipelines.iter().filter(|p| p.copies > 1).collect();
+        let (Some(alone), false) = (alone, together.is_empty()) else {
+            return Vec::new();
+        };
+        let mut out = vec![String::new()];
+        for p in together {
+            out.push(format!(
+                "[{}] one of {} jobs at once: {:.2} s, alone {:.2} s ({:.2}x); {:.0} items/s, alone {:.0}",
+                p.label,
+                p.copies,
+                p.seconds,
+                alone.seconds,
+                p.seconds / alone.seconds,
+                p.items_per_sec,
+                alone.items_per_sec
+            ));
+        }
+        out
     }
 
     /// CPU seconds per process during each job, against what the cores
@@ -292,6 +354,16 @@ impl Report {
     }
 
     fn ratio_text(&self, p: &PipelineResult) -> String {
+        let clean = self.pipeline("f-clean").filter(|c| c.label != p.label);
+        if let (Some(clean), true) = (clean, p.label.starts_with('f')) {
+            return format!("{:.3} of [f-clean]", p.items_per_sec / clean.items_per_sec);
+        }
+        if let Some(rate) = &p.rate {
+            return format!(
+                "{:.3} of the limit",
+                p.items_per_sec / f64::from(rate.limit)
+            );
+        }
         if p.latency_ms > 0 {
             let ideal = ideal_rate(p);
             return format!(
@@ -336,6 +408,19 @@ fn ideal_rate(p: &PipelineResult) -> f64 {
 }
 
 fn describe(p: &PipelineResult) -> String {
+    let conc = p.settings.concurrency;
+    if let Some(rate) = &p.rate {
+        return format!("[{}] limited to {}/s, conc {conc}", p.label, rate.limit);
+    }
+    if p.faults.transient_rate > 0.0 || p.faults.permanent_rate > 0.0 {
+        return format!("[{}] failure mix, conc {conc}", p.label);
+    }
+    if p.copies > 1 {
+        return format!("[{}] {} at once, conc {conc}", p.label, p.copies);
+    }
+    if p.label.starts_with('f') {
+        return format!("[{}] seed job, clean, conc {conc}", p.label);
+    }
     if p.latency_ms > 0 {
         format!(
             "[{}] jetflow, {} ms handler, conc {}",

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     breaker::Breakers,
+    competition::Competition,
     gate::{self, Entry, Gates},
     ledger::LedgerWriter,
     limiter::{self, Limit, Limiter},
@@ -30,6 +31,7 @@ pub(crate) struct Instance {
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) targets: Arc<Targets>,
     pub(crate) gates: Arc<Gates>,
+    pub(crate) competition: Arc<Competition>,
     pub(crate) activity: Arc<Activity>,
     pub(crate) metrics: Metrics,
 }
@@ -44,6 +46,7 @@ pub(crate) struct JobContext {
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) targets: Arc<Targets>,
     pub(crate) gates: Arc<Gates>,
+    pub(crate) competition: Arc<Competition>,
     pub(crate) activity: Arc<Activity>,
     pub(crate) metrics: Metrics,
     /// The job's state as the supervisor sees it.
@@ -75,6 +78,7 @@ impl JobContext {
             limiter,
             targets,
             gates,
+            competition,
             activity,
             metrics,
         } = instance.clone();
@@ -93,6 +97,7 @@ impl JobContext {
             limiter,
             targets,
             gates,
+            competition,
             activity,
             metrics,
             states,

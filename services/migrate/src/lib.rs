@@ -14,11 +14,13 @@
 //! - `breaker` — a circuit breaker per target.
 //! - `limiter` — rate limits shared by every instance, as NATS counters;
 //!   `gate` — targets' shared concurrency, as slots handed out by NATS in
-//!   priority order; `target_limits` — the limits targets carry for every
-//!   job, watched.
+//!   priority order; `competition` — priority under a target's shared
+//!   rate; `target_limits` — the limits targets carry for every job,
+//!   watched.
 //! - `ledger` — item results onto the job's ledger, grouped.
 
 mod breaker;
+mod competition;
 mod context;
 mod decision;
 mod gate;
@@ -138,6 +140,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         limiter,
         targets,
         gates,
+        competition: Arc::default(),
         activity,
         metrics,
     };

@@ -62,6 +62,28 @@ pub(crate) fn for_step(job: &str, step: &Step, targets: &Targets) -> Vec<Limit> 
     for_call(own, &step.call.target(), targets)
 }
 
+/// The targets of those of `limits` that are shared by every job.
+pub(crate) fn shared_targets(limits: &[Limit]) -> impl Iterator<Item = &str> {
+    limits.iter().filter_map(shared_target)
+}
+
+/// The target of `limit` if it is a target's own, shared by every job.
+pub(crate) fn shared_target(limit: &Limit) -> Option<&str> {
+    match &limit.scope {
+        RateScope::Target(target) => Some(target),
+        _ => None,
+    }
+}
+
+/// How long from now until `share` (0 to 1) of the way into the current
+/// window of `rate` (zero if that point has passed).
+pub(crate) fn into_window(rate: &RateLimit, share: f64) -> Duration {
+    let window = rate.window();
+    let now = unix_ms();
+    let point = window.start(now) + (window.length.as_millis() as f64 * share) as u64;
+    Duration::from_millis(point.saturating_sub(now))
+}
+
 /// What a take came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Grant {

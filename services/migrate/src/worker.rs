@@ -7,7 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{consumer::pull, AckKind, Message};
+use async_nats::jetstream::{
+    consumer::{pull, PullConsumer},
+    AckKind, Message,
+};
 use futures::{FutureExt, StreamExt};
 use jetflow_protocol::job::{ConfigChange, JobSpec, JobState};
 use jetflow_runtime::{nats::task_queue, process::trace, Error, ErrorKind, Result, ResultExt};
@@ -142,6 +145,13 @@ async fn consume_freely(
 /// they allow, before the tokens' window ends — so an item held back by a
 /// limit waits in the stream, holding no slot (`limiter`). Nothing is
 /// pulled ahead, so there is nothing to hand back.
+///
+/// Tokens are only taken for work there is: not while the job is paused,
+/// and once a pull came up short (the queue ran dry, or the job's
+/// concurrency is full across instances) only as many as the task
+/// consumer says are waiting and have room. Under a target's shared limit
+/// a job waits into each window while higher-priority jobs with work take
+/// first (`competition`).
 async fn consume_limited(
     ctx: &Arc<JobContext>,
     states: &mut watch::Receiver<JobState>,
@@ -149,15 +159,48 @@ async fn consume_limited(
     stop: &CancellationToken,
     in_flight: &TaskTracker,
 ) -> Result<Option<JobSpec>> {
-    let consumer = task_queue::open(&ctx.bus, &ctx.job).await?;
+    let mut consumer = task_queue::open(&ctx.bus, &ctx.job).await?;
     let ack_wait = consumer.cached_info().config.ack_wait;
+    let mut demand = Demand::new(ctx);
+    let mut drained = false;
     loop {
         let call_limits = ctx.call_limits();
         if call_limits.is_empty() {
             return Ok(None);
         }
-        let free = ctx.slots.available_permits().max(1);
-        let want = (ctx.settings.concurrency as usize).min(free) as u32;
+        let state = states.borrow().clone();
+        if ConfigChange::current(&state.spec) != ConfigChange::current(&ctx.spec) {
+            return Ok(Some(state.spec));
+        }
+        let waiting = if !state.status.runs_items() {
+            0
+        } else if drained {
+            waiting_with_room(&mut consumer).await?
+        } else {
+            u32::MAX
+        };
+        if waiting == 0 {
+            // Paused, or nothing to call: look again shortly.
+            demand.set(&call_limits, false);
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(None),
+                spec = settings_changed(ctx, states) => return Ok(Some(spec)),
+                _ = limits.changed() => return Ok(None),
+                _ = tokio::time::sleep(IDLE_LOOK) => {}
+            }
+            continue;
+        }
+        demand.set(&call_limits, true);
+        let wait = demand.wait(&call_limits);
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let free = ctx.slots.available_permits().max(1) as u32;
+        let want = ctx.settings.concurrency.min(free).min(waiting);
         let grant = tokio::select! {
             biased;
             _ = stop.cancelled() => return Ok(None),
@@ -174,6 +217,7 @@ async fn consume_limited(
                 .messages()
                 .await
                 .ctx("pulling tasks")?;
+            let mut received = 0;
             // Short (at most the window): runs to its end; an item that
             // starts after `stop` is handed back by its task.
             while let Some(next) = batch.next().await {
@@ -184,12 +228,14 @@ async fn consume_limited(
                         break;
                     }
                 };
+                received += 1;
                 let Ok(permit) = ctx.slots.clone().acquire_owned().await else {
                     give_back(&msg).await;
                     return Ok(None);
                 };
                 spawn_item(ctx, msg, permit, stop, in_flight, ack_wait);
             }
+            drained = received < grant.calls;
             pause_while_breaker_open(ctx, stop, ack_wait).await;
         }
         if let Some(at) = grant.retry_at {
@@ -198,6 +244,74 @@ async fn consume_limited(
                 _ = tokio::time::sleep(limiter::until(at)) => {}
             }
         }
+    }
+}
+
+/// How often a rate-limited job with no work (or paused) looks again.
+const IDLE_LOOK: Duration = Duration::from_millis(100);
+
+/// Tasks the job's consumer has waiting, as far as the job's concurrency
+/// (its `max_ack_pending`, across instances) leaves room for them.
+async fn waiting_with_room(consumer: &mut PullConsumer) -> Result<u32> {
+    let info = consumer.info().await.ctx("reading the job's task queue")?;
+    let room = info
+        .config
+        .max_ack_pending
+        .saturating_sub(info.num_ack_pending as i64)
+        .max(0) as u64;
+    Ok(info.num_pending.min(room).min(u64::from(u32::MAX)) as u32)
+}
+
+/// Whether the job has work for the targets whose shared limits it
+/// passes (`competition`); cleared when the worker stops pulling.
+struct Demand<'a> {
+    ctx: &'a JobContext,
+    /// The targets it last said something of.
+    targets: Vec<String>,
+}
+
+impl<'a> Demand<'a> {
+    fn new(ctx: &'a JobContext) -> Self {
+        Self {
+            ctx,
+            targets: Vec::new(),
+        }
+    }
+
+    /// Records whether the job has work under `limits` now (and none for
+    /// targets it no longer calls).
+    fn set(&mut self, limits: &[limiter::Limit], has_work: bool) {
+        let now: Vec<String> = limiter::shared_targets(limits)
+            .map(str::to_string)
+            .collect();
+        for gone in self.targets.iter().filter(|t| !now.contains(t)) {
+            self.ctx.competition.set(gone, &self.ctx.job, None);
+        }
+        let priority = has_work.then_some(self.ctx.spec.priority);
+        for target in &now {
+            self.ctx.competition.set(target, &self.ctx.job, priority);
+        }
+        self.targets = now;
+    }
+
+    /// How long to wait into the current window of the shared limits
+    /// before taking: the longest any of them asks.
+    fn wait(&self, limits: &[limiter::Limit]) -> Duration {
+        limits
+            .iter()
+            .filter_map(|limit| {
+                let target = limiter::shared_target(limit)?;
+                let share = self.ctx.competition.wait(target, self.ctx.spec.priority);
+                Some(limiter::into_window(&limit.rate, share))
+            })
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Demand<'_> {
+    fn drop(&mut self) {
+        self.set(&[], false);
     }
 }
 

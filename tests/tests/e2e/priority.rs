@@ -267,3 +267,44 @@ async fn a_pause_ends_the_waits_for_a_slot() -> anyhow::Result<()> {
     assert_eq!(mock.stats().calls, 120, "one call per item");
     Ok(())
 }
+
+/// Priority under a target's shared rate limit too: a low-priority job
+/// running against a target limited to 100/s, then a high-priority job of
+/// 300 items on it: the high job takes each window's tokens first, so the
+/// low job does little while it runs (sharing alike, it would do some 300,
+/// the high job taking 6 s instead of 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_higher_priority_job_goes_first_under_a_shared_rate() -> anyhow::Result<()> {
+    let env = TestEnv::bare("rateprio").await?;
+    let mock = MockAgents::start(MockAgentsConfig {
+        agents: 3_300,
+        latency: Duration::from_millis(5),
+        ..Default::default()
+    })
+    .await?;
+    let _services = ServiceProcesses::start_copies(&env.nats, 2)?;
+    let host = format!("127.0.0.1:{}", mock.port());
+    cli::ok(&env.nats, &["limits", "set", &host, "rate=100/s"]).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let low = job_over("low", &mock, (1, 3_000), 0, 50);
+    jobs::submit_plain(&env.bus, low.to_string().as_bytes()).await?;
+    jobs::wait_for_state(&env.bus, "low", |s| s.succeeded >= 100).await?;
+    let high = job_over("high", &mock, (3_001, 3_300), 3, 50);
+    jobs::submit_plain(&env.bus, high.to_string().as_bytes()).await?;
+    let low_at_start = state(&env, "low").await?.succeeded;
+    let high_end = jobs::wait_for_end(&env.bus, "high").await?;
+    let low_at_end = state(&env, "low").await?.succeeded;
+    assert_eq!(high_end.succeeded, 300, "{high_end:#?}");
+    let low_meanwhile = low_at_end - low_at_start;
+    eprintln!("low job did {low_meanwhile} items while the high one ran");
+    assert!(
+        low_meanwhile < 120,
+        "the low job did {low_meanwhile} items while the high job ran"
+    );
+    // The low job still runs at the limit once alone.
+    jobs::wait_for_state(&env.bus, "low", |s| s.succeeded >= low_at_end + 200).await?;
+    cli::ok(&env.nats, &["cancel", "low"]).await?;
+    jobs::wait_for_end(&env.bus, "low").await?;
+    Ok(())
+}

@@ -3,14 +3,15 @@
 //! NATS reachable (round trip), every stream and bucket present (messages,
 //! bytes), every durable consumer present with its lag (pending) and work
 //! in hand (ack pending, redelivered), the service instances answering per
-//! stage, and any circuit breaker that is not closed. Exits 1 when
-//! something is missing, so it can back a readiness probe.
+//! stage, any circuit breaker that is not closed, and every target's
+//! limits (with its shared concurrency's slots in use and calls waiting).
+//! Exits 1 when something is missing, so it can back a readiness probe.
 
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
 use futures::StreamExt;
-use jetflow_protocol::{names, Names, Stage};
+use jetflow_protocol::{names, target::TargetLimits, Names, Stage};
 use jetflow_runtime::{
     nats::provision,
     process::{activity::StatusReport, micro},
@@ -40,6 +41,7 @@ struct Health {
     buckets: Vec<Thing>,
     instances: Vec<Thing>,
     breakers: Vec<Thing>,
+    limits: Vec<Thing>,
     problems: Vec<String>,
 }
 
@@ -70,6 +72,7 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
     let reports = micro::gather(&client, names.namespace(), Duration::from_secs(1)).await?;
     health.instances = check_instances(&reports);
     health.breakers = check_breakers(&reports);
+    health.limits = check_limits(&js, names).await;
 
     health.problems = problems(&health);
     health.healthy = health.problems.is_empty();
@@ -197,6 +200,66 @@ fn check_breakers(reports: &[StatusReport]) -> Vec<Thing> {
     things
 }
 
+/// Every target's limits, and how its shared concurrency is used: slots
+/// in use and calls waiting (its slot consumer); a target whose slots
+/// are missing is not ok.
+async fn check_limits(js: &Context, names: &Names) -> Vec<Thing> {
+    let Ok(bucket) = js.get_key_value(names.limits_bucket()).await else {
+        return Vec::new();
+    };
+    let Ok(keys) = bucket.keys().await else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = keys.filter_map(|k| async { k.ok() }).collect().await;
+    keys.sort();
+    let mut things = Vec::new();
+    for key in keys {
+        let Ok(Some(value)) = bucket.get(&key).await else {
+            continue;
+        };
+        let Ok(limits) = serde_json::from_slice::<TargetLimits>(&value) else {
+            things.push(Thing {
+                name: key,
+                ok: false,
+                detail: "unreadable limits record".into(),
+            });
+            continue;
+        };
+        let mut detail = Vec::new();
+        if let Some(rate) = limits.rate {
+            detail.push(format!("rate {rate}"));
+        }
+        let mut ok = true;
+        if let Some(concurrency) = limits.concurrency {
+            let usage = slot_usage(js, names, &limits.target).await;
+            ok = usage.is_ok();
+            detail.push(match usage {
+                Ok((in_use, waiting)) => {
+                    format!("concurrency {concurrency}: {in_use} in use, {waiting} waiting")
+                }
+                Err(err) => format!("concurrency {concurrency}: no slots ({err})"),
+            });
+        }
+        things.push(Thing {
+            name: limits.target,
+            ok,
+            detail: detail.join(", "),
+        });
+    }
+    things
+}
+
+/// Slots of `target` in use, and calls waiting for one.
+async fn slot_usage(js: &Context, names: &Names, target: &str) -> anyhow::Result<(usize, usize)> {
+    let stream = js.get_stream(names.slots_stream()).await?;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer(&names.slot_consumer(target))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let info = consumer.info().await?;
+    Ok((info.num_ack_pending, info.num_waiting))
+}
+
 /// One line per failed stream, consumer, bucket or stage (an open breaker
 /// is shown but is no problem).
 fn problems(health: &Health) -> Vec<String> {
@@ -205,6 +268,7 @@ fn problems(health: &Health) -> Vec<String> {
         ("consumer", &health.consumers),
         ("bucket", &health.buckets),
         ("stage", &health.instances),
+        ("limit", &health.limits),
     ];
     let mut problems = Vec::new();
     for (kind, things) in groups {
@@ -267,6 +331,7 @@ fn table(h: &Health) -> String {
         ("bucket", &h.buckets),
         ("stage", &h.instances),
         ("breaker", &h.breakers),
+        ("limit", &h.limits),
     ] {
         for t in things {
             rows.push([
