@@ -78,6 +78,10 @@ struct Args {
     /// The rate-limited job's limit (g), calls per second.
     #[arg(long, default_value_t = 1_000)]
     rate_limit: u32,
+    /// Run only the cases whose labels start with one of these (comma
+    /// separated, e.g. `f,g,h`); the raw hop always runs.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// (f)'s failure mix, from the issue: 5% of calls answer 503, one agent in
@@ -175,7 +179,10 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         log_dir: log_dir.clone(),
         server_pids: server.pid().into_iter().collect(),
     };
-    for case in single_server_cases(args) {
+    let wanted = |case: &Case| {
+        args.only.is_empty() || args.only.iter().any(|p| case.label.starts_with(p.as_str()))
+    };
+    for case in single_server_cases(args).into_iter().filter(wanted) {
         eprintln!("[{}] {} items", case.label, case.items);
         for result in pipeline::run(&single, &case).await? {
             print_tally(&result);

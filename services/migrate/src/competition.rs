@@ -11,6 +11,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    ops::Bound,
     sync::Mutex,
 };
 
@@ -70,7 +71,9 @@ impl Competition {
 fn wait_share(priority: i32, competitors: impl IntoIterator<Item = i32>) -> f64 {
     let mut levels: BTreeSet<i32> = competitors.into_iter().collect();
     levels.insert(priority);
-    let above = levels.range(priority + 1..).count();
+    let above = levels
+        .range((Bound::Excluded(priority), Bound::Unbounded))
+        .count();
     match levels.len() {
         1 => 0.0,
         n => LATEST * above as f64 / (n - 1) as f64,

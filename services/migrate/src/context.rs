@@ -8,7 +8,7 @@ use jetflow_protocol::{
     names::RateScope,
 };
 use jetflow_runtime::{process::activity::Activity, process::metrics::Metrics, Bus};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -17,6 +17,7 @@ use crate::{
     gate::{self, Entry, Gates},
     ledger::LedgerWriter,
     limiter::{self, Limit, Limiter},
+    slots::Slots,
     target_limits::Targets,
 };
 
@@ -25,8 +26,8 @@ use crate::{
 pub(crate) struct Instance {
     pub(crate) bus: Bus,
     pub(crate) http: reqwest::Client,
-    /// This instance's items in flight, over all jobs.
-    pub(crate) slots: Arc<Semaphore>,
+    /// This instance's items in flight, over all jobs, by priority.
+    pub(crate) slots: Arc<Slots>,
     pub(crate) breakers: Arc<Breakers>,
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) targets: Arc<Targets>,
@@ -41,7 +42,7 @@ pub(crate) struct Instance {
 pub(crate) struct JobContext {
     pub(crate) bus: Bus,
     pub(crate) http: reqwest::Client,
-    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) slots: Arc<Slots>,
     pub(crate) breakers: Arc<Breakers>,
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) targets: Arc<Targets>,

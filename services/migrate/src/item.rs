@@ -134,6 +134,8 @@ async fn run_item(
     // A chain's steps each take their own target's slot (`handler::steps`).
     let slot = match &ctx.spec.handler {
         HandlerSpec::Steps { .. } => Entry::Free,
+        // Most targets have no shared concurrency: no wait to keep alive.
+        _ if ctx.targets.concurrency(&ctx.target).is_none() => Entry::Free,
         _ => with_progress(msg, ack_wait, ctx.enter(&ctx.target)).await,
     };
     if let Entry::Halted = slot {

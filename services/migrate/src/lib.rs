@@ -2,7 +2,8 @@
 //!
 //! - `worker` — for every active job, a pull loop on the job's own task
 //!   consumer (whose `max_ack_pending` is the job's concurrency, enforced by
-//!   the server across all instances), one task per item in flight.
+//!   the server across all instances), one task per item in flight, each
+//!   holding one of the instance's `slots` (handed out by job priority).
 //! - `context` — what a job's worker and its item tasks share, and the one
 //!   acknowledgement a task gets.
 //! - `item` — one task: may it run, run it, settle it.
@@ -29,6 +30,7 @@ mod item;
 mod ledger;
 mod limiter;
 mod park;
+mod slots;
 mod target_limits;
 mod worker;
 
@@ -43,7 +45,7 @@ use jetflow_runtime::{
     ownership::supervisor, process::activity::Activity, process::metrics, process::micro, Bus,
     Error, NatsArgs, Result, ServiceArgs,
 };
-use tokio::{sync::Semaphore, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -51,6 +53,7 @@ use crate::{
     context::{Instance, JobContext},
     gate::Gates,
     limiter::Limiter,
+    slots::Slots,
     target_limits::Targets,
 };
 
@@ -106,7 +109,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let http = handler::http::client()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
     let breakers = Arc::new(breakers(&config)?);
-    let slots = Arc::new(Semaphore::new(config.max_inflight));
+    let slots = Slots::new(config.max_inflight);
     let instance = jetflow_runtime::instance_id();
     let janitor = spawn_janitor(&bus, &shutdown);
     let activity = Activity::new(Stage::Migrate, &instance, bus.names.namespace());

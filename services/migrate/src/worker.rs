@@ -14,13 +14,14 @@ use async_nats::jetstream::{
 use futures::{FutureExt, StreamExt};
 use jetflow_protocol::job::{ConfigChange, JobSpec, JobState};
 use jetflow_runtime::{nats::task_queue, process::trace, Error, ErrorKind, Result, ResultExt};
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
     context::{Ack, JobContext},
     item, limiter,
+    slots::Permit,
 };
 
 /// Works on the job's tasks until `stop` (job ended or shutdown); lets
@@ -199,7 +200,7 @@ async fn consume_limited(
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        let free = ctx.slots.available_permits().max(1) as u32;
+        let free = ctx.slots.available().max(1) as u32;
         let want = ctx.settings.concurrency.min(free).min(waiting);
         let grant = tokio::select! {
             biased;
@@ -229,10 +230,7 @@ async fn consume_limited(
                     }
                 };
                 received += 1;
-                let Ok(permit) = ctx.slots.clone().acquire_owned().await else {
-                    give_back(&msg).await;
-                    return Ok(None);
-                };
+                let permit = ctx.slots.acquire(ctx.spec.priority).await;
                 spawn_item(ctx, msg, permit, stop, in_flight, ack_wait);
             }
             drained = received < grant.calls;
@@ -336,25 +334,24 @@ async fn pull_tasks(ctx: &JobContext) -> Result<(pull::Stream, Duration)> {
     Ok((messages, ack_wait))
 }
 
-/// Waits for one of this instance's slots for `msg`; `None` if the slots
-/// are closed, or if `stop` comes first (after handing back `msg` and the
-/// rest of what was pulled).
+/// Waits for one of this instance's slots for `msg`, at the job's
+/// priority (`slots`); `None` if `stop` comes first (after handing back
+/// `msg` and the rest of what was pulled).
 async fn slot_for(
     ctx: &JobContext,
     msg: &Message,
     messages: &mut pull::Stream,
     stop: &CancellationToken,
-) -> Option<OwnedSemaphorePermit> {
-    let permit = tokio::select! {
+) -> Option<Permit> {
+    tokio::select! {
         biased;
         _ = stop.cancelled() => {
             give_back(msg).await;
             hand_back(messages).await;
-            return None;
+            None
         }
-        permit = ctx.slots.clone().acquire_owned() => permit,
-    };
-    permit.ok()
+        permit = ctx.slots.acquire(ctx.spec.priority) => Some(permit),
+    }
 }
 
 /// Runs `msg` on a task of its own that holds `permit` until the task is
@@ -362,7 +359,7 @@ async fn slot_for(
 fn spawn_item(
     ctx: &Arc<JobContext>,
     msg: Message,
-    permit: OwnedSemaphorePermit,
+    permit: Permit,
     stop: &CancellationToken,
     in_flight: &TaskTracker,
     ack_wait: Duration,

@@ -308,3 +308,35 @@ async fn a_higher_priority_job_goes_first_under_a_shared_rate() -> anyhow::Resul
     jobs::wait_for_end(&env.bus, "low").await?;
     Ok(())
 }
+
+/// Priority for migrate's own slots too (`--max-inflight`): with an
+/// instance that runs 4 items at once over all jobs and no target limit,
+/// a high-priority job of 300 items started beside a running low one gets
+/// the freed slots first (in turn, each would get half and the low job do
+/// some 300 items meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_higher_priority_job_goes_first_for_migrates_own_slots() -> anyhow::Result<()> {
+    let env = TestEnv::bare("instprio").await?;
+    let mock = slow_mock(3_300).await?;
+    let _services =
+        ServiceProcesses::start_with_env(&env.nats, 1, &[("JETFLOW_MIGRATE_MAX_INFLIGHT", "4")])?;
+    let low = job_over("low", &mock, (1, 3_000), 0, 50);
+    jobs::submit_plain(&env.bus, low.to_string().as_bytes()).await?;
+    jobs::wait_for_state(&env.bus, "low", |s| s.succeeded >= 100).await?;
+    let high = job_over("high", &mock, (3_001, 3_300), 3, 50);
+    jobs::submit_plain(&env.bus, high.to_string().as_bytes()).await?;
+    let low_at_start = state(&env, "low").await?.succeeded;
+    let high_end = jobs::wait_for_end(&env.bus, "high").await?;
+    let low_at_end = state(&env, "low").await?.succeeded;
+    assert_eq!(high_end.succeeded, 300, "{high_end:#?}");
+    let low_meanwhile = low_at_end - low_at_start;
+    eprintln!("low job did {low_meanwhile} items while the high one ran");
+    assert!(
+        low_meanwhile < 120,
+        "the low job did {low_meanwhile} items while the high job ran"
+    );
+    assert!(mock.stats().max_in_flight <= 4);
+    cli::ok(&env.nats, &["cancel", "low"]).await?;
+    jobs::wait_for_end(&env.bus, "low").await?;
+    Ok(())
+}
