@@ -147,6 +147,7 @@ async fn dispatch(
     }
     // Publish every task, then wait for all acknowledgements together.
     let mut acks = Vec::with_capacity(items.len());
+    let ids: Vec<String> = items.iter().map(|item| item.id.clone()).collect();
     for item in items {
         let task = task_message(&job, number, item, format, &extra_headers);
         acks.push(
@@ -157,9 +158,24 @@ async fn dispatch(
         );
     }
     let published = acks.len();
-    try_join_all(acks.into_iter().map(IntoFuture::into_future))
+    let acks = try_join_all(acks.into_iter().map(IntoFuture::into_future))
         .await
         .ctx("storing tasks")?;
+    // A first dispatch whose task was de-duplicated: the source gave the
+    // item before (overlapping pages), and its task is already out. (On a
+    // redelivery every task may be one of this batch's own: those are
+    // left to migrate and the reducer.)
+    let seen_before = duplicates(ids, acks.iter().map(|ack| ack.duplicate));
+    if !redelivered && !seen_before.is_empty() {
+        tracing::info!(job = %job, batch = number, items = ?seen_before, "the source gave these items before");
+        let duplicates = LedgerEntry::Duplicates {
+            batch: number,
+            items: seen_before,
+            at: Utc::now(),
+        };
+        bus.record_fact(&job, &duplicates, "recording duplicate items")
+            .await?;
+    }
     let dispatched = LedgerEntry::Dispatched {
         batch: number,
         at: Utc::now(),
@@ -168,6 +184,14 @@ async fn dispatch(
         .await?;
     tracing::info!(job = %job, batch = number, items = total, published, "batch dispatched");
     Ok(published)
+}
+
+/// The ids whose publish the task stream answered as a duplicate.
+fn duplicates(ids: Vec<String>, duplicate: impl Iterator<Item = bool>) -> Vec<String> {
+    ids.into_iter()
+        .zip(duplicate)
+        .filter_map(|(id, duplicate)| duplicate.then_some(id))
+        .collect()
 }
 
 /// `item`'s task in batch `number` of `job`, encoded as `format`, under its

@@ -39,11 +39,16 @@ fn write_counts(out: &mut String, state: &JobState) {
     } else {
         format!("{}+ (still fetching)", state.total)
     };
-    let _ = writeln!(
+    let _ = write!(
         out,
         "items     {total} total, {} succeeded, {} failed, {} skipped",
         state.succeeded, state.failed, state.skipped
     );
+    if state.duplicates > 0 {
+        // Copies of items the source gave twice (overlapping pages).
+        let _ = write!(out, ", {} duplicates", state.duplicates);
+    }
+    let _ = writeln!(out);
     let _ = writeln!(
         out,
         "progress  {:.1}%  retries {}  dead-lettered {}",

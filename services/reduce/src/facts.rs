@@ -37,6 +37,11 @@ pub enum Count {
         /// The replaced outcome's status.
         from: ItemStatus,
     },
+    /// A result for an item whose outcome was counted for another batch:
+    /// the source gave it twice, and this copy ran too (its task came
+    /// after the task stream's de-duplication window). It counts as a
+    /// duplicate of its own batch.
+    Duplicate,
 }
 
 /// The facts in decoded ledger messages, in order: an `items` entry

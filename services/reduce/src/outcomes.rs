@@ -34,6 +34,37 @@ pub async fn record(bus: &Bus, job: &str, facts: &[Fact]) -> Result<Vec<Count>> 
     join_all(checks).await.into_iter().collect()
 }
 
+/// Drops from each `duplicates` fact the items whose outcome was counted
+/// for that same batch: their task was the batch's own (a batch instance
+/// that outlived its `ack_wait` raced its own redelivery), not a copy the
+/// source gave twice. An item with no outcome yet stays; if its result
+/// later counts for the batch, the fold takes it back out
+/// (`fold::count_new`).
+pub async fn drop_own_items(bus: &Bus, job: &str, facts: &mut [Fact]) -> Result<()> {
+    for fact in facts {
+        let Some(LedgerEntry::Duplicates { batch, items, .. }) = &mut fact.entry else {
+            continue;
+        };
+        let mut kept = Vec::with_capacity(items.len());
+        for id in items.drain(..) {
+            let key = Names::item_outcome_key(job, &id);
+            let outcome = bus.kv.items.get(&key).await.ctx("reading item outcome")?;
+            let own = match outcome {
+                Some(raw) => {
+                    let outcome: ItemOutcome = codec::decode_as(codec::Format::Json, &raw)?;
+                    outcome.batch == *batch
+                }
+                None => false,
+            };
+            if !own {
+                kept.push(id);
+            }
+        }
+        *items = kept;
+    }
+    Ok(())
+}
+
 async fn create_or_recognise(
     bus: &Bus,
     job: &str,
@@ -59,6 +90,9 @@ async fn create_or_recognise(
             Some(from) => Count::Correction { from },
             None => Count::New,
         });
+    }
+    if !result.replay && existing.batch != result.batch {
+        return Ok(Count::Duplicate);
     }
     let replaces = result.replay
         && existing.status == ItemStatus::Failed

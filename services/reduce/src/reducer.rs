@@ -218,7 +218,8 @@ impl Reducer {
         if entries.is_empty() {
             return Ok(false);
         }
-        let facts = facts::flatten(entries);
+        let mut facts = facts::flatten(entries);
+        outcomes::drop_own_items(&self.bus, &self.job, &mut facts).await?;
         let counts = outcomes::record(&self.bus, &self.job, &facts).await?;
         let (next, effects) = fold_facts(&self.state, &facts, counts);
         announce::batches(&self.bus, &next, &effects).await?;

@@ -679,6 +679,11 @@ fn ledger_entries() -> Vec<LedgerEntry> {
             at: t(2),
         },
         LedgerEntry::Dispatched { batch: 3, at: t(1) },
+        LedgerEntry::Duplicates {
+            batch: 4,
+            items: vec!["agent-00151".into()],
+            at: t(1),
+        },
         LedgerEntry::Item(item_result()),
         LedgerEntry::Items {
             results: vec![item_result(), item_result()],
@@ -723,6 +728,7 @@ fn ledger_entries() -> Vec<LedgerEntry> {
             | LedgerEntry::FetchDone { .. }
             | LedgerEntry::FetchFailed { .. }
             | LedgerEntry::Dispatched { .. }
+            | LedgerEntry::Duplicates { .. }
             | LedgerEntry::Item(_)
             | LedgerEntry::Items { .. }
             | LedgerEntry::Cancel { .. }
@@ -753,6 +759,7 @@ fn job_state() -> JobState {
         retries: 41,
         dead_lettered: 3,
         not_run: 0,
+        duplicates: 1,
         ends_as: Some(JobStatus::Cancelled),
         stopping_since: Some(t(190)),
         paused_until: Some(t(200)),
@@ -776,6 +783,7 @@ fn job_state() -> JobState {
                 parked: 2,
                 fetched_at: Some(t(180)),
                 dispatched_at: Some(t(181)),
+                duplicates: BTreeSet::from(["agent-09951".to_string()]),
             },
         )]),
         replaying: BTreeSet::from(["agent-09977".to_string()]),

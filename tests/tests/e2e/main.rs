@@ -18,6 +18,7 @@ mod logs;
 mod metrics;
 mod nats_faults;
 mod operations;
+mod overlap;
 mod pipeline;
 mod poison;
 mod polyglot;

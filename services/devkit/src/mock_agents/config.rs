@@ -13,6 +13,9 @@ pub struct MockAgentsConfig {
     pub organization: String,
     /// Largest `limit` a page request may ask for.
     pub page_limit: usize,
+    /// Agents each page after the first repeats from the page before, as a
+    /// list does when rows are added under a cursor (at most `limit` − 1).
+    pub page_overlap: usize,
     /// Delay inside every migrate call that gets past the cheap checks.
     pub latency: Duration,
     /// Probability (0..=1) that a migrate call answers 503.
@@ -32,6 +35,7 @@ impl Default for MockAgentsConfig {
             agents: 1000,
             organization: "org-123".to_owned(),
             page_limit: 50,
+            page_overlap: 0,
             latency: Duration::ZERO,
             transient_rate: 0.0,
             permanent_rate: 0.0,
@@ -45,6 +49,10 @@ impl MockAgentsConfig {
     /// Rejects settings the mock cannot honour.
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
         ensure!(self.page_limit >= 1, "page_limit must be at least 1");
+        ensure!(
+            self.page_overlap < self.page_limit,
+            "page_overlap must be below page_limit"
+        );
         check_rate("transient_rate", self.transient_rate)?;
         check_rate("permanent_rate", self.permanent_rate)
     }

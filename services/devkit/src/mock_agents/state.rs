@@ -54,6 +54,7 @@ pub(crate) struct Admitted {
 pub(crate) struct State {
     organization: String,
     page_limit: usize,
+    page_overlap: usize,
     seed: u64,
     pub(crate) counters: Counters,
     /// Held only for short, synchronous sections; never across an `.await`.
@@ -79,6 +80,7 @@ impl State {
         Self {
             organization: config.organization.clone(),
             page_limit: config.page_limit,
+            page_overlap: config.page_overlap,
             seed: config.seed,
             counters: Counters::default(),
             inner: Mutex::new(Inner {
@@ -142,15 +144,34 @@ impl State {
             None => Bound::Unbounded,
         };
         let inner = self.lock();
+        // Overlapping pages: the last agents up to the cursor again.
+        let mut agents: Vec<Agent> = match cursor.filter(|c| !c.is_empty()) {
+            Some(after) => {
+                let repeat = self.page_overlap.min(limit - 1);
+                let mut back: Vec<Agent> = inner
+                    .agents
+                    .range::<str, _>((Bound::Unbounded, Bound::Included(after)))
+                    .rev()
+                    .take(repeat)
+                    .map(|(_, agent)| agent.clone())
+                    .collect();
+                back.reverse();
+                back
+            }
+            None => Vec::new(),
+        };
+        let room = limit - agents.len();
         // One extra agent tells whether another page follows.
-        let mut agents: Vec<Agent> = inner
+        let mut forward: Vec<Agent> = inner
             .agents
             .range::<str, _>((start, Bound::Unbounded))
-            .take(limit + 1)
+            .take(room + 1)
             .map(|(_, agent)| agent.clone())
             .collect();
-        let next_cursor = if agents.len() > limit {
-            agents.truncate(limit);
+        let more = forward.len() > room;
+        forward.truncate(room);
+        agents.extend(forward);
+        let next_cursor = if more {
             agents.last().map(|agent| agent.id.clone())
         } else {
             None

@@ -65,6 +65,46 @@ async fn paging_visits_every_agent_once() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn overlapping_pages_repeat_the_last_agents_of_the_page_before() -> anyhow::Result<()> {
+    let mock = start(MockAgentsConfig {
+        agents: 25,
+        page_limit: 10,
+        page_overlap: 3,
+        ..MockAgentsConfig::default()
+    })
+    .await?;
+    let (mut served, mut cursor, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let url = format!(
+            "{}?organizationId=org-123&limit=10&cursor={cursor}",
+            mock.agents_url()
+        );
+        let reply = get(&url).await?;
+        pages += 1;
+        for agent in reply.body["agents"].as_array().context("agents")? {
+            served.push(agent["id"].as_str().context("id")?.to_owned());
+        }
+        match &reply.body["nextCursor"] {
+            Value::String(next) => cursor = next.clone(),
+            _ => break,
+        }
+        assert!(pages <= 10, "paging does not end");
+    }
+    let distinct: BTreeSet<&String> = served.iter().collect();
+    assert_eq!(distinct.len(), 25, "every agent served");
+    // Pages of 10 moving on by 7: 1-10, 8-17, 15-24, 22-25.
+    assert_eq!(pages, 4);
+    assert_eq!(served.len(), 25 + 3 * 3);
+    assert_eq!(served[10], "agent-00008");
+    let bad = MockAgentsConfig {
+        page_overlap: 50,
+        ..MockAgentsConfig::default()
+    };
+    assert!(MockAgents::start(bad).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
 async fn bad_limits_are_rejected_and_unknown_org_is_empty() -> anyhow::Result<()> {
     let mock = start(MockAgentsConfig::default()).await?;
     let base = format!("{}?organizationId=org-123", mock.agents_url());

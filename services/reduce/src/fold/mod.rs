@@ -78,6 +78,9 @@ pub fn apply(
         Some(LedgerEntry::Config { change, .. }) => reconfigure(state, change, effects),
         Some(LedgerEntry::Drained { at }) => drained(state, *at, effects),
         Some(LedgerEntry::Dispatched { batch, at }) => dispatched(state, *batch, *at, effects),
+        Some(LedgerEntry::Duplicates { batch, items, .. }) => {
+            duplicates(state, *batch, items, effects)
+        }
         Some(LedgerEntry::Replayed { items, .. }) => state.replaying.extend(items.iter().cloned()),
         Some(LedgerEntry::Parked { batch, first, .. }) => parked(state, *batch, *first),
         Some(LedgerEntry::Paused { until, reason, .. }) => {
@@ -259,8 +262,28 @@ fn item_result(state: &mut JobState, result: &ItemResult, count: Count, effects:
     match count {
         Count::New => count_new(state, result, effects),
         Count::Correction { from } => correct(state, from, result),
+        Count::Duplicate => duplicates(state, result.batch, [&result.id], effects),
         Count::No => {}
     }
+}
+
+/// Items of `batch` the source had given before: each counts once as a
+/// duplicate, closing its place in the batch (again for the same item
+/// and batch changes nothing).
+fn duplicates<'a>(
+    state: &mut JobState,
+    batch: u64,
+    items: impl IntoIterator<Item = &'a String>,
+    effects: &mut Effects,
+) {
+    let Some(open) = state.open_batches.get_mut(&batch) else {
+        return;
+    };
+    let before = open.duplicates.len();
+    open.duplicates.extend(items.into_iter().cloned());
+    state.duplicates += (open.duplicates.len() - before) as u64;
+    touch(effects, batch);
+    close_if_done(state, batch, effects);
 }
 
 /// The item's first outcome: into the job's tally, its batch's, and the
@@ -271,6 +294,11 @@ fn count_new(state: &mut JobState, result: &ItemResult, effects: &mut Effects) {
     if let Some(open) = state.open_batches.get_mut(&result.batch) {
         if result.parked {
             open.parked = open.parked.saturating_sub(1);
+        }
+        // Taken for a copy the source gave twice, but it ran as the
+        // batch's own (see `outcomes::drop_own_items`): one place, counted once.
+        if open.duplicates.remove(&result.id) {
+            state.duplicates = state.duplicates.saturating_sub(1);
         }
         match result.status {
             ItemStatus::Succeeded => open.succeeded += 1,

@@ -431,3 +431,72 @@ fn an_empty_source_completes_at_once() {
     assert_eq!(effects.ended, Some(JobStatus::Completed));
     assert_eq!(state.progress, 1.0);
 }
+
+/// A result for an item whose outcome another batch counted.
+fn repeated_from_another_batch(result: ItemResult) -> Step {
+    Step {
+        entry: LedgerEntry::Item(result),
+        count: Count::Duplicate,
+    }
+}
+
+fn duplicates(batch: u64, items: &[&str]) -> Step {
+    entry(LedgerEntry::Duplicates {
+        batch,
+        items: items.iter().map(|item| item.to_string()).collect(),
+        at: Utc::now(),
+    })
+}
+
+#[test]
+fn items_a_source_gave_twice_count_once_as_duplicates_and_close_their_batches() {
+    let mut state = job("continue");
+    let effects = fold(
+        &mut state,
+        &[
+            started(),
+            fetched(1, 2),
+            fetched(2, 3), // repeats "b" (its task was de-duplicated)
+            fetched(3, 2), // repeats "c", whose task ran again
+            counted(succeeded(1, "a")),
+            counted(succeeded(1, "b")),
+            duplicates(2, &["b"]),
+            duplicates(2, &["b"]), // said again: no change
+            counted(succeeded(2, "c")),
+            counted(succeeded(2, "d")),
+            repeated_from_another_batch(succeeded(3, "c")),
+            repeated_from_another_batch(succeeded(3, "c")), // its result twice
+            counted(failed(3, "e")),
+            fetch_done(3, 7),
+        ],
+    );
+    assert_eq!(effects.ended, Some(JobStatus::Partial));
+    assert_eq!(
+        (state.succeeded, state.failed, state.duplicates, state.total),
+        (4, 1, 2, 7)
+    );
+    assert_eq!(state.batches_done, 3);
+    assert_eq!(
+        state.succeeded + state.failed + state.skipped + state.duplicates + state.not_run,
+        state.total
+    );
+    assert_eq!(state.progress, 1.0);
+}
+
+#[test]
+fn an_item_taken_for_a_duplicate_that_runs_as_its_batchs_own_counts_once() {
+    let mut state = job("continue");
+    fold(
+        &mut state,
+        &[
+            started(),
+            fetched(1, 2),
+            duplicates(1, &["a"]), // its own task, raced by a second batch instance
+            counted(succeeded(1, "a")),
+            counted(succeeded(1, "b")),
+            fetch_done(1, 2),
+        ],
+    );
+    assert_eq!(state.status, JobStatus::Completed);
+    assert_eq!((state.succeeded, state.duplicates, state.total), (2, 0, 2));
+}

@@ -2,7 +2,7 @@
 //! `nats kv get`. Job state and batch records are written only by the job's
 //! reducer (one owner at a time), item outcomes are created once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -101,12 +101,16 @@ pub struct OpenBatch {
     /// When the batch stage fanned it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatched_at: Option<DateTime<Utc>>,
+    /// Items of it the source had given before, in this batch or an
+    /// earlier one: counted once each, as the job's `duplicates`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub duplicates: BTreeSet<String>,
 }
 
 impl OpenBatch {
-    /// Items with an outcome.
+    /// Items with an outcome, or that need none (duplicates).
     pub fn done(&self) -> u64 {
-        self.succeeded + self.failed
+        self.succeeded + self.failed + self.duplicates.len() as u64
     }
 
     /// Items without an outcome.
@@ -167,9 +171,14 @@ pub struct JobState {
     /// Items sent to the DLQ.
     pub dead_lettered: u64,
     /// Items of a job that ended early (cancelled, failed) that never ran.
-    /// For every ended job: `succeeded + failed + skipped + not_run == total`.
+    /// For every ended job: `succeeded + failed + skipped + duplicates +
+    /// not_run == total`.
     #[serde(default)]
     pub not_run: u64,
+    /// Items the source gave more than once (overlapping pages): each copy
+    /// after the first, counted here and not run again.
+    #[serde(default)]
+    pub duplicates: u64,
     /// While `cancelling`: the status the job will end with once its
     /// in-flight items finish (`cancelled`, or `failed` for a timeout,
     /// `fail_fast`, a failure ratio or a failed source).
@@ -241,6 +250,7 @@ impl JobState {
             retries: 0,
             dead_lettered: 0,
             not_run: 0,
+            duplicates: 0,
             ends_as: None,
             stopping_since: None,
             paused_until: None,
@@ -261,9 +271,9 @@ impl JobState {
         }
     }
 
-    /// Items with an outcome.
+    /// Items done with: with an outcome, skipped, or duplicates.
     pub fn done(&self) -> u64 {
-        self.succeeded + self.failed + self.skipped
+        self.succeeded + self.failed + self.skipped + self.duplicates
     }
 
     /// Items waiting out a retry, over the open batches.

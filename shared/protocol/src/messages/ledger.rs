@@ -101,6 +101,18 @@ pub enum LedgerEntry {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Items of batch `batch` the source had given before (pages that
+    /// overlap when the data shifts under a cursor): their tasks were not
+    /// published again (the task stream de-duplicated them), so they count
+    /// as `duplicates`, once, and close their places in the batch.
+    Duplicates {
+        /// Batch number.
+        batch: u64,
+        /// The items' ids.
+        items: Vec<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// An item finished.
     Item(ItemResult),
     /// Several items finished: how migrate reports results, grouping what
@@ -213,6 +225,7 @@ impl LedgerEntry {
             LedgerEntry::FetchDone { .. } => format!("{job}:fetch_done"),
             LedgerEntry::FetchFailed { .. } => format!("{job}:fetch_failed"),
             LedgerEntry::Dispatched { batch, .. } => format!("{job}:dispatched:{batch}"),
+            LedgerEntry::Duplicates { batch, .. } => format!("{job}:duplicates:{batch}"),
             LedgerEntry::Cancel { .. } => format!("{job}:cancel"),
             LedgerEntry::TimedOut { .. } => format!("{job}:timeout"),
             LedgerEntry::Drained { .. } => format!("{job}:drained"),
@@ -383,6 +396,12 @@ mod tests {
         assert_eq!(id(fetched).as_deref(), Some("j1:fetched:7"));
         let dispatched = LedgerEntry::Dispatched { batch: 7, at };
         assert_eq!(id(dispatched).as_deref(), Some("j1:dispatched:7"));
+        let duplicates = LedgerEntry::Duplicates {
+            batch: 7,
+            items: vec!["a".into()],
+            at,
+        };
+        assert_eq!(id(duplicates).as_deref(), Some("j1:duplicates:7"));
         assert_eq!(
             id(LedgerEntry::Drained { at }).as_deref(),
             Some("j1:drained")
