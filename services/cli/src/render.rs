@@ -27,6 +27,18 @@ fn write_counts(out: &mut String, state: &JobState) {
     if let Some(reason) = &state.reason {
         let _ = writeln!(out, "reason    {reason}");
     }
+    if !state.spec.after.is_empty() {
+        let after: Vec<String> = state
+            .spec
+            .after
+            .iter()
+            .map(|dep| {
+                let on: Vec<&str> = dep.on.iter().map(|s| s.as_str()).collect();
+                format!("{} ({})", dep.job, on.join(", "))
+            })
+            .collect();
+        let _ = writeln!(out, "after     {}", after.join(", "));
+    }
     if state.status == jetflow_protocol::job::JobStatus::Paused {
         let until = state
             .paused_until

@@ -76,6 +76,9 @@ async fn handle(bus: &Bus, msg: &Message) -> jetflow_runtime::Result<()> {
 
 async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_runtime::Result<()> {
     let id = spec.id.clone().unwrap_or_default();
+    if let Some(reason) = missing_dependency(bus, &spec).await? {
+        return reject(bus, &id, &reason).await;
+    }
     let spec_json = codec::to_json(&spec);
     match bus.kv.specs.create(&id, spec_json.clone()).await {
         Ok(_) => {}
@@ -121,6 +124,37 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_runtime::Result<()> {
         "job accepted"
     );
     Ok(())
+}
+
+/// Why `spec` cannot wait for what its `after` names, if it cannot: a
+/// dependency that does not exist. (Each dependency existing before the
+/// job that names it is also what rules out cycles.) A job accepted before
+/// is not asked again: its dependencies may be gone since.
+async fn missing_dependency(bus: &Bus, spec: &JobSpec) -> jetflow_runtime::Result<Option<String>> {
+    let id = spec.id.as_deref().unwrap_or_default();
+    if spec.after.is_empty()
+        || bus
+            .kv
+            .specs
+            .get(id)
+            .await
+            .ctx("reading job spec")?
+            .is_some()
+    {
+        return Ok(None);
+    }
+    for (i, dep) in spec.after.iter().enumerate() {
+        let state = bus
+            .kv
+            .jobs
+            .get(&dep.job)
+            .await
+            .ctx("reading a dependency")?;
+        if state.is_none() {
+            return Ok(Some(format!("after[{i}].job: there is no job {}", dep.job)));
+        }
+    }
+    Ok(None)
 }
 
 async fn reject(bus: &Bus, id: &str, reason: &str) -> jetflow_runtime::Result<()> {

@@ -10,9 +10,12 @@
 //!   after page, checkpointing the cursor and never running more than
 //!   `max_inflight_batches` ahead of the reducer.
 //! - `checkpoint` — the pager's next-checkpoint rule, as a pure function.
+//! - `dependencies` — a job's `after`: before its first page, the pager
+//!   waits for the jobs it names to end, then starts it or fails it.
 
 mod checkpoint;
 pub mod control;
+mod dependencies;
 pub mod intake;
 pub mod pager;
 pub mod source;
@@ -139,5 +142,9 @@ async fn supervise(
 }
 
 fn needs_fetching(status: JobStatus, fetch_done: bool) -> bool {
-    !fetch_done && matches!(status, JobStatus::Pending | JobStatus::Fetching)
+    !fetch_done
+        && matches!(
+            status,
+            JobStatus::Waiting | JobStatus::Pending | JobStatus::Fetching
+        )
 }

@@ -14,7 +14,7 @@ use async_nats::jetstream::kv::Operation;
 use chrono::Utc;
 use jetflow_protocol::{
     codec, headers,
-    job::{FetchCheckpoint, JobSpec, JobState, Settings},
+    job::{FetchCheckpoint, JobSpec, JobState, JobStatus, Settings},
     messages::{BatchMessage, EventKind, Item, JobEvent, LedgerEntry, TaskQueue},
     retry::retry_delay,
 };
@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use crate::{
     checkpoint::next_checkpoint,
+    dependencies::{self, Released},
     source::{Page, Source, SourceError},
 };
 
@@ -120,6 +121,19 @@ impl Pager {
             return Ok(Work::Finished);
         }
         if self.checkpoint.batches == 0 {
+            // A job with an `after` waits for its dependencies before it
+            // starts (once started, they are not asked again: they may be
+            // gone by then).
+            let waiting = self.state.borrow().status == JobStatus::Waiting;
+            if waiting && !self.spec.after.is_empty() {
+                match dependencies::wait(&self.bus, &self.spec.after, stop).await? {
+                    Released::Go => {}
+                    Released::Broken(reason) => {
+                        self.fail(reason).await?;
+                        return Ok(Work::Finished);
+                    }
+                }
+            }
             self.start().await?;
         }
         let settings = self.spec.settings();
@@ -297,7 +311,7 @@ impl Pager {
     }
 
     async fn fail(&mut self, error: String) -> Result<()> {
-        tracing::warn!(job = %self.job, error, "source failed; failing the job");
+        tracing::warn!(job = %self.job, error, "failing the job before it can fetch more");
         let entry = LedgerEntry::FetchFailed {
             error,
             at: Utc::now(),

@@ -33,10 +33,10 @@ use jetflow_protocol::{
     duration::HumanDuration,
     headers,
     job::{
-        BatchRecord, BatchSettings, BatchStatus, ConfigChange, ErrorSample, ExternalHandler,
-        FailurePolicy, FetchCheckpoint, HandlerSpec, HttpHandler, HttpSource, InlineItem,
-        InlineItemOrId, ItemId, ItemOutcome, ItemStatus, JobSpec, JobState, JobStatus, NatsHandler,
-        OpenBatch, Preset, SourceSpec, Step, StepCall,
+        BatchRecord, BatchSettings, BatchStatus, ConfigChange, Dependency, ErrorSample,
+        ExternalHandler, FailurePolicy, FetchCheckpoint, HandlerSpec, HttpHandler, HttpSource,
+        InlineItem, InlineItemOrId, ItemId, ItemOutcome, ItemStatus, JobSpec, JobState, JobStatus,
+        NatsHandler, OpenBatch, Preset, SourceSpec, Step, StepCall,
     },
     messages::{
         BatchMessage, CancelRequest, EventKind, HandlerReply, HandlerRequest, Item, ItemResult,
@@ -565,6 +565,10 @@ fn job_spec(source: SourceSpec, handler: HandlerSpec) -> JobSpec {
         failure_policy: FailurePolicy::MaxFailureRatio,
         max_failure_ratio: Some(0.1),
         priority: 5,
+        after: vec![Dependency {
+            job: "export-v1-0001".into(),
+            on: vec![JobStatus::Completed, JobStatus::Partial],
+        }],
         timeout: Some(d("2h")),
         labels: BTreeMap::from([("workflow_id".into(), "wf-9".into())]),
         // Unknown fields are kept as they came; the doc allows them
@@ -1172,6 +1176,7 @@ fn tagged_unions_and_enums_list_exactly_rusts_variants() {
     use JobStatus as J;
     // Each list is checked exhaustive by the match after it.
     let job_statuses = [
+        J::Waiting,
         J::Pending,
         J::Fetching,
         J::Processing,
@@ -1184,7 +1189,8 @@ fn tagged_unions_and_enums_list_exactly_rusts_variants() {
     ];
     for s in job_statuses {
         match s {
-            J::Pending
+            J::Waiting
+            | J::Pending
             | J::Fetching
             | J::Processing
             | J::Completed

@@ -7,6 +7,7 @@ mod bench_smoke;
 mod breaker;
 mod chaos;
 mod cli;
+mod dependencies;
 mod deploy_files;
 mod deploy_nats;
 mod flow_control;

@@ -92,7 +92,7 @@ fn parse_statuses(names: &[String]) -> anyhow::Result<Option<Vec<JobStatus>>> {
     let mut out = Vec::new();
     for name in names {
         match name.as_str() {
-            "active" => out.extend([Pending, Fetching, Processing, Cancelling]),
+            "active" => out.extend([Waiting, Pending, Fetching, Processing, Paused, Cancelling]),
             "finished" => out.extend([Completed, Partial, Failed, Cancelled]),
             other => match serde_json::from_value(serde_json::Value::String(other.into())) {
                 Ok(status) => out.push(status),

@@ -124,10 +124,11 @@ pub fn settle(state: &mut JobState, now: DateTime<Utc>, effects: &mut Effects) {
     state.updated_at = now;
 }
 
-/// Fetch began paging (`started`, or a page fetched): the job leaves `pending`.
+/// Fetch began paging (`started`, or a page fetched): the job leaves
+/// `pending` (or `waiting`, its dependencies having ended).
 fn start(state: &mut JobState, at: DateTime<Utc>) {
     state.started_at.get_or_insert(at);
-    if state.status == JobStatus::Pending {
+    if matches!(state.status, JobStatus::Waiting | JobStatus::Pending) {
         state.status = JobStatus::Fetching;
     }
 }

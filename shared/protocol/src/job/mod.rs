@@ -3,13 +3,16 @@
 //! The messages that carry these (`crate::messages`) build on this module,
 //! never the other way round.
 
+pub mod after;
 pub mod live;
 pub mod outcome;
 pub mod queue;
 pub mod spec;
 pub mod state;
+pub mod status;
 pub mod validate;
 
+pub use after::Dependency;
 pub use live::ConfigChange;
 pub use outcome::{ItemOutcome, ItemStatus, StepOutput};
 pub use queue::TaskQueue;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::status::JobStatus;
 use crate::{duration::HumanDuration, rate::RateLimit, target};
 
 /// A job as submitted on `<ns>.jobs.submit`.
@@ -42,6 +43,11 @@ pub struct JobSpec {
     /// Higher runs first where a stage has a choice.
     #[serde(default)]
     pub priority: i32,
+    /// Jobs this one waits for (`after`): it is held `waiting` until each
+    /// has ended in one of the statuses it lists, and fails if one ends
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
     /// The job fails if it has not finished within this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
@@ -55,6 +61,22 @@ pub struct JobSpec {
 
 fn default_kind() -> String {
     "job".to_string()
+}
+
+/// A job another waits for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    /// Its id.
+    pub job: String,
+    /// The statuses it may end in for the waiting job to run (default
+    /// `["completed"]`).
+    #[serde(default = "completed_only")]
+    pub on: Vec<JobStatus>,
+}
+
+fn completed_only() -> Vec<JobStatus> {
+    vec![JobStatus::Completed]
 }
 
 /// Where a job's items come from.

@@ -8,76 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::spec::JobSpec;
+pub use super::status::JobStatus;
 
 /// How many error samples job state keeps.
 pub const ERROR_SAMPLE_LEN: usize = 10;
-
-/// A job's lifecycle.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Accepted, nothing fetched yet.
-    Pending,
-    /// Pages are being fetched (and items processed).
-    Fetching,
-    /// All pages fetched; items still running.
-    Processing,
-    /// Every item succeeded.
-    Completed,
-    /// Finished with some items failed.
-    Partial,
-    /// The job itself failed (source refused, fail-fast, timeout).
-    Failed,
-    /// Paused on request: no page is fetched and no item starts until it
-    /// is resumed (or its `paused_until` passes); items in flight finish.
-    Paused,
-    /// Cancel requested; in-flight items finishing.
-    Cancelling,
-    /// Cancelled.
-    Cancelled,
-}
-
-impl JobStatus {
-    /// Whether the job may still run items: not ended, not stopping
-    /// (a paused job is active: it will run them once resumed).
-    pub fn is_active(self) -> bool {
-        !self.is_terminal() && self != JobStatus::Cancelling
-    }
-
-    /// Whether items of the job may start now: active and not paused.
-    pub fn runs_items(self) -> bool {
-        self.is_active() && self != JobStatus::Paused
-    }
-
-    /// Whether the job has ended.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Partial | JobStatus::Failed | JobStatus::Cancelled
-        )
-    }
-
-    /// The status as its contract word (also the name of the event).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Pending => "pending",
-            JobStatus::Fetching => "fetching",
-            JobStatus::Processing => "processing",
-            JobStatus::Completed => "completed",
-            JobStatus::Partial => "partial",
-            JobStatus::Failed => "failed",
-            JobStatus::Paused => "paused",
-            JobStatus::Cancelling => "cancelling",
-            JobStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl std::fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Progress of one unfinished batch, kept inside job state so the reducer's
 /// checkpoint covers it atomically.
@@ -238,7 +172,11 @@ impl JobState {
         let total = spec.inline_len().unwrap_or(0) as u64;
         Self {
             id: spec.id.clone().unwrap_or_default(),
-            status: JobStatus::Pending,
+            status: if spec.after.is_empty() {
+                JobStatus::Pending
+            } else {
+                JobStatus::Waiting
+            },
             total,
             fetched: 0,
             fetch_done: false,
@@ -288,6 +226,8 @@ impl JobState {
             JobStatus::Processing
         } else if self.started_at.is_some() {
             JobStatus::Fetching
+        } else if !self.spec.after.is_empty() {
+            JobStatus::Waiting
         } else {
             JobStatus::Pending
         }

@@ -11,7 +11,7 @@ use async_nats::HeaderMap;
 use serde_json::Value;
 
 use super::spec::{
-    FailurePolicy, HandlerSpec, HttpHandler, JobSpec, NatsHandler, SourceSpec, StepCall,
+    Dependency, FailurePolicy, HandlerSpec, HttpHandler, JobSpec, NatsHandler, SourceSpec, StepCall,
 };
 use crate::{codec, names};
 
@@ -155,8 +155,47 @@ pub fn validate(spec: &JobSpec) -> Result<(), Rejection> {
         }
         _ => {}
     }
+    validate_after(spec.id.as_deref(), &spec.after)?;
     if spec.kind.is_empty() || spec.kind.len() > 100 {
         return Err(Rejection::new("kind", "must be 1-100 characters"));
+    }
+    Ok(())
+}
+
+/// The most jobs one job may wait for.
+pub const MAX_DEPENDENCIES: usize = 100;
+
+/// Checks a job's `after` on its own (whether each dependency exists is
+/// for intake to see): ids, no more than [`MAX_DEPENDENCIES`], not the job
+/// itself (`id`), no repeats, and `on` ended statuses only.
+fn validate_after(id: Option<&str>, after: &[Dependency]) -> Result<(), Rejection> {
+    if after.len() > MAX_DEPENDENCIES {
+        return Err(Rejection::new(
+            "after",
+            format!("at most {MAX_DEPENDENCIES} jobs"),
+        ));
+    }
+    for (i, dep) in after.iter().enumerate() {
+        let field = |name: &str| format!("after[{i}].{name}");
+        names::validate_job_id(&dep.job).map_err(|e| Rejection::new(field("job"), e))?;
+        if Some(dep.job.as_str()) == id {
+            return Err(Rejection::new(field("job"), "a job cannot wait for itself"));
+        }
+        if after[..i].iter().any(|d| d.job == dep.job) {
+            return Err(Rejection::new(
+                field("job"),
+                format!("{} is named twice", dep.job),
+            ));
+        }
+        if dep.on.is_empty() {
+            return Err(Rejection::new(field("on"), "must name at least one status"));
+        }
+        if let Some(status) = dep.on.iter().find(|s| !s.is_terminal()) {
+            return Err(Rejection::new(
+                field("on"),
+                format!("{status} is not a status a job ends in (completed, partial, failed, cancelled)"),
+            ));
+        }
     }
     Ok(())
 }
@@ -426,5 +465,59 @@ mod tests {
             parse(r#"{"id": "a.b"}"#),
             Err(Invalid::Undecodable(reason)) if reason.starts_with("id:")
         ));
+    }
+}
+
+#[cfg(test)]
+mod after_tests {
+    use super::*;
+    use crate::job::JobStatus;
+
+    fn dep(job: &str, on: &[JobStatus]) -> Dependency {
+        Dependency {
+            job: job.into(),
+            on: on.to_vec(),
+        }
+    }
+
+    #[test]
+    fn after_names_other_jobs_once_with_ended_statuses() {
+        let ok = [
+            dep("a", &[JobStatus::Completed]),
+            dep("b", &[JobStatus::Failed]),
+        ];
+        assert!(validate_after(Some("c"), &ok).is_ok());
+        for (after, field, why) in [
+            (
+                vec![dep("c", &[JobStatus::Completed])],
+                "after[0].job",
+                "itself",
+            ),
+            (
+                vec![dep("a b", &[JobStatus::Completed])],
+                "after[0].job",
+                "letters",
+            ),
+            (
+                vec![
+                    dep("a", &[JobStatus::Completed]),
+                    dep("a", &[JobStatus::Failed]),
+                ],
+                "after[1].job",
+                "twice",
+            ),
+            (vec![dep("a", &[])], "after[0].on", "at least one"),
+            (
+                vec![dep("a", &[JobStatus::Fetching])],
+                "after[0].on",
+                "fetching",
+            ),
+        ] {
+            let err = validate_after(Some("c"), &after).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(why), "{err}");
+        }
+        let json = r#"{"job": "a"}"#;
+        let parsed: Dependency = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed.on, vec![JobStatus::Completed]);
     }
 }
