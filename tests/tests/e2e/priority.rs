@@ -115,6 +115,45 @@ async fn a_target_concurrency_caps_every_job_together() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A low-priority job and a high-priority one racing for the same
+/// capacity: `low` (its ids and concurrency) runs until it has done
+/// `head_start` items, then `high` (priority 3) starts beside it. Returns
+/// how many items the low job did while the high one ran, once the high
+/// one has completed; the low job is still running.
+async fn low_job_meanwhile(
+    env: &TestEnv,
+    mock: &MockAgents,
+    (low_ids, low_concurrency): ((usize, usize), u32),
+    (high_ids, high_concurrency): ((usize, usize), u32),
+    head_start: u64,
+) -> anyhow::Result<u64> {
+    let low = job_over("low", mock, low_ids, 0, low_concurrency);
+    jobs::submit_plain(&env.bus, low.to_string().as_bytes()).await?;
+    jobs::wait_for_state(&env.bus, "low", |s| s.succeeded >= head_start).await?;
+    let high = job_over("high", mock, high_ids, 3, high_concurrency);
+    jobs::submit_plain(&env.bus, high.to_string().as_bytes()).await?;
+    let low_at_start = state(env, "low").await?.succeeded;
+    let high_end = jobs::wait_for_end(&env.bus, "high").await?;
+    let low_at_end = state(env, "low").await?.succeeded;
+    let high_items = (high_ids.1 - high_ids.0 + 1) as u64;
+    assert_eq!(
+        (high_end.status, high_end.succeeded),
+        (JobStatus::Completed, high_items),
+        "{high_end:#?}"
+    );
+    let meanwhile = low_at_end - low_at_start;
+    eprintln!("low job did {meanwhile} items while the high one ran");
+    Ok(meanwhile)
+}
+
+/// Cancels the low job of [`low_job_meanwhile`] and waits for its end.
+async fn cancel_low(env: &TestEnv) -> anyhow::Result<()> {
+    cli::ok(&env.nats, &["cancel", "low"]).await?;
+    let low_end = jobs::wait_for_end(&env.bus, "low").await?;
+    assert_eq!(low_end.status, JobStatus::Cancelled, "{low_end:#?}");
+    Ok(())
+}
+
 /// A low-priority job of 5,000 items is running when a high-priority job
 /// of 300 starts on the same capped target: the high job ends before the
 /// low one has done another 1,000 (in turn with it, with 50 calls waiting
@@ -127,30 +166,13 @@ async fn a_higher_priority_job_goes_first_on_a_shared_target() -> anyhow::Result
     let _services = ServiceProcesses::start_copies(&env.nats, 2)?;
     let host = format!("127.0.0.1:{}", mock.port());
     cap(&env, &host, 5).await?;
-
-    let low = job_over("low", &mock, (1, 5_000), 0, 50);
-    jobs::submit_plain(&env.bus, low.to_string().as_bytes()).await?;
-    jobs::wait_for_state(&env.bus, "low", |s| s.succeeded >= 200).await?;
-    let high = job_over("high", &mock, (5_001, 5_300), 3, 10);
-    jobs::submit_plain(&env.bus, high.to_string().as_bytes()).await?;
-    let low_at_start = state(&env, "low").await?.succeeded;
-    let high_end = jobs::wait_for_end(&env.bus, "high").await?;
-    let low_at_end = state(&env, "low").await?.succeeded;
-    assert_eq!(
-        (high_end.status, high_end.succeeded),
-        (JobStatus::Completed, 300),
-        "{high_end:#?}"
-    );
-    let low_meanwhile = low_at_end - low_at_start;
-    eprintln!("low job did {low_meanwhile} items while the high one ran");
+    let meanwhile =
+        low_job_meanwhile(&env, &mock, ((1, 5_000), 50), ((5_001, 5_300), 10), 200).await?;
     assert!(
-        low_meanwhile < 1_000,
-        "the low job did {low_meanwhile} items while the high job ran"
+        meanwhile < 1_000,
+        "the low job did {meanwhile} items while the high job ran"
     );
-    cli::ok(&env.nats, &["cancel", "low"]).await?;
-    let low_end = jobs::wait_for_end(&env.bus, "low").await?;
-    assert_eq!(low_end.status, JobStatus::Cancelled, "{low_end:#?}");
-    Ok(())
+    cancel_low(&env).await
 }
 
 /// Two jobs of equal priority started together on a capped target both
@@ -287,26 +309,16 @@ async fn a_higher_priority_job_goes_first_under_a_shared_rate() -> anyhow::Resul
     cli::ok(&env.nats, &["limits", "set", &host, "rate=100/s"]).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let low = job_over("low", &mock, (1, 3_000), 0, 50);
-    jobs::submit_plain(&env.bus, low.to_string().as_bytes()).await?;
-    jobs::wait_for_state(&env.bus, "low", |s| s.succeeded >= 100).await?;
-    let high = job_over("high", &mock, (3_001, 3_300), 3, 50);
-    jobs::submit_plain(&env.bus, high.to_string().as_bytes()).await?;
-    let low_at_start = state(&env, "low").await?.succeeded;
-    let high_end = jobs::wait_for_end(&env.bus, "high").await?;
-    let low_at_end = state(&env, "low").await?.succeeded;
-    assert_eq!(high_end.succeeded, 300, "{high_end:#?}");
-    let low_meanwhile = low_at_end - low_at_start;
-    eprintln!("low job did {low_meanwhile} items while the high one ran");
+    let meanwhile =
+        low_job_meanwhile(&env, &mock, ((1, 3_000), 50), ((3_001, 3_300), 50), 100).await?;
     assert!(
-        low_meanwhile < 120,
-        "the low job did {low_meanwhile} items while the high job ran"
+        meanwhile < 120,
+        "the low job did {meanwhile} items while the high job ran"
     );
+    let low_at_end = state(&env, "low").await?.succeeded;
     // The low job still runs at the limit once alone.
     jobs::wait_for_state(&env.bus, "low", |s| s.succeeded >= low_at_end + 200).await?;
-    cli::ok(&env.nats, &["cancel", "low"]).await?;
-    jobs::wait_for_end(&env.bus, "low").await?;
-    Ok(())
+    cancel_low(&env).await
 }
 
 /// Priority for migrate's own slots too (`--max-inflight`): with an
@@ -320,23 +332,12 @@ async fn a_higher_priority_job_goes_first_for_migrates_own_slots() -> anyhow::Re
     let mock = slow_mock(3_300).await?;
     let _services =
         ServiceProcesses::start_with_env(&env.nats, 1, &[("JETFLOW_MIGRATE_MAX_INFLIGHT", "4")])?;
-    let low = job_over("low", &mock, (1, 3_000), 0, 50);
-    jobs::submit_plain(&env.bus, low.to_string().as_bytes()).await?;
-    jobs::wait_for_state(&env.bus, "low", |s| s.succeeded >= 100).await?;
-    let high = job_over("high", &mock, (3_001, 3_300), 3, 50);
-    jobs::submit_plain(&env.bus, high.to_string().as_bytes()).await?;
-    let low_at_start = state(&env, "low").await?.succeeded;
-    let high_end = jobs::wait_for_end(&env.bus, "high").await?;
-    let low_at_end = state(&env, "low").await?.succeeded;
-    assert_eq!(high_end.succeeded, 300, "{high_end:#?}");
-    let low_meanwhile = low_at_end - low_at_start;
-    eprintln!("low job did {low_meanwhile} items while the high one ran");
+    let meanwhile =
+        low_job_meanwhile(&env, &mock, ((1, 3_000), 50), ((3_001, 3_300), 50), 100).await?;
     assert!(
-        low_meanwhile < 120,
-        "the low job did {low_meanwhile} items while the high job ran"
+        meanwhile < 120,
+        "the low job did {meanwhile} items while the high job ran"
     );
     assert!(mock.stats().max_in_flight <= 4);
-    cli::ok(&env.nats, &["cancel", "low"]).await?;
-    jobs::wait_for_end(&env.bus, "low").await?;
-    Ok(())
+    cancel_low(&env).await
 }
