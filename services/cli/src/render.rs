@@ -15,6 +15,7 @@ pub fn summary(state: &JobState, targets: &[TargetLimits]) -> String {
     write_counts(&mut out, state);
     write_timing(&mut out, state);
     write_limits(&mut out, state, targets);
+    write_results(&mut out, state);
     write_open_batches(&mut out, state);
     write_errors(&mut out, state);
     out
@@ -144,6 +145,33 @@ pub fn targets(state: &JobState) -> Vec<String> {
             targets
         }
         handler => handler.target().into_iter().collect(),
+    }
+}
+
+/// The job's reductions: each answer, and what it left out.
+fn write_results(out: &mut String, state: &JobState) {
+    if state.results.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "results:");
+    for (name, reduced) in &state.results {
+        let value = jetflow_protocol::text::quote(&reduced.value.to_string(), 200);
+        let mut notes = vec![format!("{} values", reduced.values)];
+        if reduced.skipped_values > 0 {
+            notes.push(format!("{} skipped", reduced.skipped_values));
+        }
+        if reduced.other > 0 {
+            notes.push(format!("{} other", reduced.other));
+        }
+        if let Some(error) = &reduced.error {
+            notes.push(format!("gave up: {error}"));
+        }
+        let _ = writeln!(
+            out,
+            "  {name} ({}): {value}  [{}]",
+            reduced.op.as_str(),
+            notes.join(", ")
+        );
     }
 }
 

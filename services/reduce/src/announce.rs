@@ -102,6 +102,7 @@ pub async fn ended(bus: &Bus, state: &JobState) -> Result<()> {
     event.total = Some(state.total);
     event.succeeded = Some(state.succeeded);
     event.failed = Some(state.failed);
+    event.results = state.results.clone();
     bus.publish_event(&event, None).await?;
     tracing::info!(
         job = %state.id,

@@ -12,7 +12,7 @@
 //! outcome records; [`fold`](crate::fold) folds facts and counts into the
 //! job's state. Both depend on this module, neither on the other.
 
-use jetflow_protocol::{job::ItemStatus, messages::LedgerEntry};
+use jetflow_protocol::{job::PreviousOutcome, messages::LedgerEntry};
 
 /// One fact to fold: a ledger entry, or one result of an `items` entry.
 #[derive(Debug)]
@@ -26,16 +26,17 @@ pub struct Fact {
 }
 
 /// How a ledger entry counts toward the tally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Count {
     /// Not at all: not an item result, or a duplicate.
     No,
     /// The item's first outcome.
     New,
-    /// A replay's outcome replacing an earlier one of status `from`.
+    /// A replay's outcome replacing an earlier one, `from`: its counts
+    /// and what the reductions folded of it are taken back.
     Correction {
-        /// The replaced outcome's status.
-        from: ItemStatus,
+        /// The replaced outcome.
+        from: Box<PreviousOutcome>,
     },
     /// A result for an item whose outcome was counted for another batch:
     /// the source gave it twice, and this copy ran too (its task came

@@ -22,6 +22,7 @@ pub mod outcomes;
 pub mod reducer;
 pub mod retention;
 pub mod stopping;
+pub mod user_reducers;
 
 use std::sync::Arc;
 

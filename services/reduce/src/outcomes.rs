@@ -11,7 +11,7 @@ use async_nats::jetstream::kv::{CreateErrorKind, Operation};
 use futures::future::join_all;
 use jetflow_protocol::{
     codec,
-    job::{ItemOutcome, ItemStatus},
+    job::{ItemOutcome, ItemStatus, PreviousOutcome},
     messages::{ItemResult, LedgerEntry},
     names::Names,
 };
@@ -86,9 +86,21 @@ async fn create_or_recognise(
     let existing: ItemOutcome = codec::decode_as(codec::Format::Json, &entry.value)?;
     if (existing.result_seq, existing.result_index) == (seq, index) {
         // Ours, from before a crash.
-        return Ok(match existing.replaced {
-            Some(from) => Count::Correction { from },
-            None => Count::New,
+        return Ok(match (existing.replaced, existing.previous) {
+            (Some(_), Some(from)) => Count::Correction { from },
+            // Replaced by a version that kept only the status: nothing
+            // of the earlier outcome to take out of the reductions.
+            (Some(status), None) => Count::Correction {
+                from: Box::new(PreviousOutcome {
+                    status,
+                    error: None,
+                    output: serde_json::Value::Null,
+                    failed_step: None,
+                    attempts: 0,
+                    duration_ms: 0,
+                }),
+            },
+            (None, _) => Count::New,
         });
     }
     if !result.replay && existing.batch != result.batch {
@@ -100,13 +112,13 @@ async fn create_or_recognise(
     if !replaces {
         return Ok(Count::No);
     }
+    let from = Box::new(existing.as_previous());
     outcome.replaced = Some(existing.status);
+    outcome.previous = Some(from.clone());
     bus.kv
         .items
         .update(&key, codec::to_json(&outcome), entry.revision)
         .await
         .ctx("replacing item outcome")?;
-    Ok(Count::Correction {
-        from: existing.status,
-    })
+    Ok(Count::Correction { from })
 }

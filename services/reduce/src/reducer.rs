@@ -36,7 +36,7 @@ use crate::{
     facts::{self, Count, Fact},
     fold,
     job_metrics::JobMetrics,
-    outcomes, stopping,
+    outcomes, stopping, user_reducers,
 };
 
 /// Most ledger messages folded per checkpoint...
@@ -221,7 +221,8 @@ impl Reducer {
         let mut facts = facts::flatten(entries);
         outcomes::drop_own_items(&self.bus, &self.job, &mut facts).await?;
         let counts = outcomes::record(&self.bus, &self.job, &facts).await?;
-        let (next, effects) = fold_facts(&self.state, &facts, counts);
+        let (mut next, effects) = fold_facts(&self.state, &facts, counts);
+        user_reducers::fold(&self.bus, &mut next, &effects.user_outputs).await?;
         announce::batches(&self.bus, &next, &effects).await?;
         announce::pauses(&self.bus, &next, &effects).await?;
         self.steer_tasks(&next, &effects).await?;

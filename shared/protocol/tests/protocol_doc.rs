@@ -33,15 +33,16 @@ use jetflow_protocol::{
     duration::HumanDuration,
     headers,
     job::{
-        BatchRecord, BatchSettings, BatchStatus, ConfigChange, Dependency, ErrorSample,
-        ExternalHandler, FailurePolicy, FetchCheckpoint, HandlerSpec, HttpHandler, HttpSource,
-        InlineItem, InlineItemOrId, ItemId, ItemOutcome, ItemStatus, JobSpec, JobState, JobStatus,
-        NatsHandler, OpenBatch, Preset, SourceSpec, Step, StepCall,
+        reduction::Results, BatchRecord, BatchSettings, BatchStatus, ConfigChange, Dependency,
+        ErrorSample, ExternalHandler, FailurePolicy, FetchCheckpoint, HandlerSpec, HttpHandler,
+        HttpSource, InlineItem, InlineItemOrId, ItemId, ItemOutcome, ItemStatus, JobSpec, JobState,
+        JobStatus, NatsHandler, OpenBatch, Preset, PreviousOutcome, ReduceOn, ReduceOp, Reduced,
+        Reduction, SourceSpec, Step, StepCall,
     },
     messages::{
         BatchMessage, CancelRequest, EventKind, HandlerReply, HandlerRequest, Item, ItemResult,
-        JobEvent, LedgerEntry, PageReply, PageRequest, PauseRequest, ResumeRequest, StepOutput,
-        StepResume, TaskMessage, TaskQueue,
+        JobEvent, LedgerEntry, PageReply, PageRequest, PauseRequest, ReduceReply, ReduceRequest,
+        ResumeRequest, StepOutput, StepResume, TaskMessage, TaskQueue,
     },
     names::item_key,
     status::{JobWork, StatusReport, Work},
@@ -569,12 +570,110 @@ fn job_spec(source: SourceSpec, handler: HandlerSpec) -> JobSpec {
             job: "export-v1-0001".into(),
             on: vec![JobStatus::Completed, JobStatus::Partial],
         }],
+        reduce: reductions(),
         timeout: Some(d("2h")),
         labels: BTreeMap::from([("workflow_id".into(), "wf-9".into())]),
         // Unknown fields are kept as they came; the doc allows them
         // (additionalProperties) and lists none.
         extra: BTreeMap::new(),
     }
+}
+
+/// Every op somewhere, every field set somewhere.
+fn reductions() -> Vec<Reduction> {
+    let plain = |name: &str, op, path: &str| Reduction {
+        name: name.into(),
+        op,
+        path: Some(path.parse().expect("a path")),
+        on: ReduceOn::Succeeded,
+        limit: None,
+        subject: None,
+        timeout: None,
+        init: Value::Null,
+    };
+    let mut all: Vec<Reduction> = reduce_ops()
+        .into_iter()
+        .filter(|op| !matches!(op, ReduceOp::CountBy | ReduceOp::Nats))
+        .map(|op| plain(op.as_str(), op, "output.memories"))
+        .collect();
+    all.push(Reduction {
+        on: ReduceOn::Failed,
+        limit: Some(20),
+        ..plain("errors", ReduceOp::CountBy, "error")
+    });
+    all.push(Reduction {
+        on: ReduceOn::Any,
+        subject: Some("reducers.words".into()),
+        timeout: Some(d("5s")),
+        init: json!({"n": 0}),
+        ..plain("mine", ReduceOp::Nats, "output.words")
+    });
+    all
+}
+
+fn reduce_ops() -> Vec<ReduceOp> {
+    use ReduceOp as R;
+    let ops = vec![
+        R::Sum,
+        R::Min,
+        R::Max,
+        R::Avg,
+        R::Count,
+        R::CountBy,
+        R::Collect,
+        R::Distinct,
+        R::Nats,
+    ];
+    for op in &ops {
+        match op {
+            R::Sum
+            | R::Min
+            | R::Max
+            | R::Avg
+            | R::Count
+            | R::CountBy
+            | R::Collect
+            | R::Distinct
+            | R::Nats => {}
+        }
+    }
+    ops
+}
+
+fn results() -> Results {
+    let reduced = |op, value| Reduced {
+        op,
+        value,
+        values: 4,
+        skipped_values: 0,
+        sum: None,
+        other: 0,
+        error: None,
+    };
+    Results::from([
+        (
+            "avg".to_string(),
+            Reduced {
+                sum: Some(10.0),
+                skipped_values: 1,
+                ..reduced(ReduceOp::Avg, json!(2.5))
+            },
+        ),
+        (
+            "errors".to_string(),
+            Reduced {
+                other: 3,
+                ..reduced(ReduceOp::CountBy, json!({"HTTP 422": 1}))
+            },
+        ),
+        (
+            "mine".to_string(),
+            Reduced {
+                error: Some("outputs must be objects".into()),
+                ..reduced(ReduceOp::Nats, json!({"n": 3}))
+            },
+        ),
+    ])
 }
 
 /// One job per source and per handler kind.
@@ -778,6 +877,7 @@ fn job_state() -> JobState {
             item: "agent-00412".into(),
             error: "HTTP 422".into(),
         }],
+        results: results(),
         open_batches: BTreeMap::from([(
             199,
             OpenBatch {
@@ -885,6 +985,7 @@ fn cases() -> Vec<Case> {
                 succeeded: Some(49),
                 failed: Some(1),
                 tasks: Some(tasks()),
+                results: results(),
             }],
         ),
         case("TaskQueue", "TaskQueue", vec![tasks()]),
@@ -932,6 +1033,24 @@ fn cases() -> Vec<Case> {
                 error: Some("organization org-9 does not exist".into()),
             }],
         ),
+        case(
+            "ReduceRequest",
+            "ReduceRequest",
+            vec![ReduceRequest {
+                job: "wordcount-1".into(),
+                reduction: "longest".into(),
+                acc: json!({"word": "a", "len": 1}),
+                outputs: vec![json!({"words": 12, "longest": "jetstream"})],
+            }],
+        ),
+        case(
+            "ReduceReply",
+            "ReduceReply",
+            vec![ReduceReply {
+                acc: Some(json!({"word": "jetstream", "len": 9})),
+                error: Some("outputs must be objects".into()),
+            }],
+        ),
         case("JobState", "JobState", vec![job_state()]),
         case(
             "BatchRecord",
@@ -969,6 +1088,14 @@ fn cases() -> Vec<Case> {
                 result_seq: 10_702,
                 result_index: 17,
                 replaced: Some(ItemStatus::Failed),
+                previous: Some(Box::new(PreviousOutcome {
+                    status: ItemStatus::Failed,
+                    error: Some("HTTP 422".into()),
+                    output: json!({"partial": true}),
+                    failed_step: Some("execute".into()),
+                    attempts: 4,
+                    duration_ms: 80,
+                })),
             }],
         ),
         case(
@@ -1262,6 +1389,7 @@ fn tagged_unions_and_enums_list_exactly_rusts_variants() {
         ("EventKind", words(&events)),
         ("Preset", words(&presets)),
         ("FailurePolicy", words(&policies)),
+        ("ReduceOp", words(&reduce_ops())),
     ] {
         let documented = doc.enum_values(name);
         if documented != rust {

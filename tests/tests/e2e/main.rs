@@ -26,6 +26,7 @@ mod polyglot;
 mod priority;
 mod processes;
 mod rate_limits;
+mod reductions;
 mod rejection;
 mod replay;
 mod results;

@@ -79,7 +79,13 @@ async fn an_external_job_is_completed_by_a_python_consumer_that_duplicates_and_d
         "id": "external-1000",
         "source": {"type": "ids", "ids": agents(1000)},
         "handler": {"type": "external", "ack_wait": "2s"},
-        "batch": {"concurrency": 100, "fetch_size": 100, "max_inflight_batches": 4}
+        "batch": {"concurrency": 100, "fetch_size": 100, "max_inflight_batches": 4},
+        // An external worker's outputs fold like any other's: once per item,
+        // whatever it published twice.
+        "reduce": [
+            {"name": "deliveries", "op": "sum", "path": "output.delivery"},
+            {"name": "by", "op": "count_by", "path": "output.worked_by"},
+        ]
     });
     jobs::submit_plain(&env.bus, job.to_string().as_bytes()).await?;
     jobs::wait_for_state(&env.bus, "external-1000", |s| s.tasks.is_some()).await?;
@@ -99,6 +105,9 @@ async fn an_external_job_is_completed_by_a_python_consumer_that_duplicates_and_d
     );
     let records = jobs::item_records(&env.bus, "external-1000").await?;
     assert_eq!(records.len(), 1000);
+    // The 20 dropped tasks were delivered twice; every other item once.
+    assert_eq!(state.results["deliveries"].value, json!(1020));
+    assert_eq!(state.results["by"].value, json!({"python": 1000}));
     for n in (50..=1000).step_by(50) {
         let record = &records[&format!("agent-{n:05}")];
         assert_eq!(

@@ -23,7 +23,13 @@ async fn replaying_the_dlq_after_a_fix_turns_a_partial_job_completed() -> anyhow
     .await?;
     let broken = mock.permanent_failures();
     assert!(broken.len() >= 5, "the mock must break some agents");
-    let spec = jobs::agents_job("fixable", &mock, json!({}));
+    let mut spec = jobs::agents_job("fixable", &mock, json!({}));
+    // The replay corrects these as it corrects the tally.
+    spec["reduce"] = json!([
+        {"name": "statuses", "op": "count_by", "path": "status", "on": "any"},
+        {"name": "errors", "op": "count_by", "path": "error", "on": "failed"},
+        {"name": "ok", "op": "count"},
+    ]);
     jobs::submit_plain(&env.bus, spec.to_string().as_bytes()).await?;
     let first = jobs::wait_for_end(&env.bus, "fixable").await?;
     assert_eq!(
@@ -31,6 +37,18 @@ async fn replaying_the_dlq_after_a_fix_turns_a_partial_job_completed() -> anyhow
         (JobStatus::Partial, broken.len() as u64)
     );
     assert_eq!(first.dead_lettered, broken.len() as u64);
+    let n_broken = broken.len() as u64;
+    assert_eq!(
+        first.results["statuses"].value,
+        json!({"succeeded": 600 - n_broken, "failed": n_broken})
+    );
+    let error_counts = first.results["errors"]
+        .value
+        .as_object()
+        .context("counts")?;
+    let errors: u64 = error_counts.values().filter_map(|n| n.as_u64()).sum();
+    assert_eq!(errors, n_broken, "{error_counts:?}");
+    assert_eq!(first.results["ok"].value, json!(600 - n_broken));
 
     let listed = jetflow(&env, &["dlq", "ls", "--job", "fixable", "--json"]).await?;
     assert_eq!(listed.lines().count(), broken.len(), "{listed}");
@@ -72,11 +90,22 @@ async fn replaying_the_dlq_after_a_fix_turns_a_partial_job_completed() -> anyhow
         (600, 0, 0)
     );
     assert_eq!(mock.stats().migrated, 600);
+    assert_eq!(fixed.results["statuses"].value, json!({"succeeded": 600}));
+    assert_eq!(fixed.results["errors"].value, json!({}));
+    assert_eq!(fixed.results["ok"].value, json!(600));
     let records = jobs::item_records(&env.bus, "fixable").await?;
     assert_eq!(records.len(), 600);
     for id in &broken {
         assert_eq!(records[id].status, ItemStatus::Succeeded, "{id}");
         assert_eq!(records[id].replaced, Some(ItemStatus::Failed), "{id}");
+        let previous = records[id]
+            .previous
+            .as_ref()
+            .context("the replaced outcome")?;
+        assert!(
+            previous.error.as_deref().is_some_and(|e| e.contains("422")),
+            "{id}"
+        );
     }
     let left = jetflow(&env, &["dlq", "ls", "--job", "fixable", "--json"]).await?;
     assert_eq!(left.trim(), "", "the replayed dead letters are gone");

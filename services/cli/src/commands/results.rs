@@ -32,6 +32,9 @@ pub struct ResultsArgs {
     /// Only items that failed for good.
     #[arg(long)]
     pub failed: bool,
+    /// The job's reductions instead (its `results`, as JSON), not its items.
+    #[arg(long, conflicts_with = "failed")]
+    pub reduced: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
@@ -53,7 +56,11 @@ const COLUMNS: [&str; 8] = [
 
 pub async fn run(args: ResultsArgs) -> anyhow::Result<u8> {
     let bus = connect::existing(&args.nats).await?;
-    job_state::load(&bus, &args.job).await?;
+    let state = job_state::load(&bus, &args.job).await?;
+    if args.reduced {
+        println!("{}", serde_json::to_string_pretty(&state.results)?);
+        return Ok(exit::OK);
+    }
     let mut scan = KvScan::start(&bus.js, &bus.kv.items, &format!("{}.>", args.job)).await?;
     let stdout = std::io::stdout().lock();
     let mut out = Output::new(args.format, stdout)?;

@@ -9,15 +9,18 @@ use chrono::{DateTime, Utc};
 use jetflow_protocol::{
     job::{
         spec::RATIO_MIN_ITEMS, state::ERROR_SAMPLE_LEN, ConfigChange, ErrorSample, FailurePolicy,
-        ItemStatus, JobState, JobStatus, OpenBatch,
+        ItemStatus, JobState, JobStatus, OpenBatch, PreviousOutcome,
     },
     messages::{ItemResult, LedgerEntry},
 };
 
 use crate::facts::Count;
 
+mod reductions;
 #[cfg(test)]
 mod tests;
+
+use reductions::ItemView;
 
 /// What a fold changed that the outside world must hear about.
 #[derive(Debug, Default, PartialEq)]
@@ -34,6 +37,9 @@ pub struct Effects {
     pub reconfigured: bool,
     /// The job was paused or resumed, in ledger order (each one is an event).
     pub pauses: Vec<PauseChange>,
+    /// Values for `nats` reductions, by reduction name, in ledger order:
+    /// what the user's reducers fold before the checkpoint.
+    pub user_outputs: Vec<(String, serde_json::Value)>,
 }
 
 /// A pause or resume the fold took in, at ledger sequence `seq`.
@@ -262,7 +268,7 @@ fn item_result(state: &mut JobState, result: &ItemResult, count: Count, effects:
     }
     match count {
         Count::New => count_new(state, result, effects),
-        Count::Correction { from } => correct(state, from, result),
+        Count::Correction { from } => correct(state, &from, result, effects),
         Count::Duplicate => duplicates(state, result.batch, [&result.id], effects),
         Count::No => {}
     }
@@ -292,6 +298,7 @@ fn duplicates<'a>(
 fn count_new(state: &mut JobState, result: &ItemResult, effects: &mut Effects) {
     add_to_tally(state, result);
     sample_error(state, result);
+    reductions::add(state, &ItemView::of_result(result), effects);
     if let Some(open) = state.open_batches.get_mut(&result.batch) {
         if result.parked {
             open.parked = open.parked.saturating_sub(1);
@@ -369,9 +376,16 @@ fn failure_policy_breach(state: &JobState, result: &ItemResult) -> Option<String
     }
 }
 
-/// A replay replaced an outcome of status `from` with `result`'s.
-fn correct(state: &mut JobState, from: ItemStatus, result: &ItemResult) {
-    match from {
+/// A replay replaced the outcome `from` with `result`'s.
+fn correct(
+    state: &mut JobState,
+    from: &PreviousOutcome,
+    result: &ItemResult,
+    effects: &mut Effects,
+) {
+    reductions::take_back(state, &ItemView::of_previous(&result.id, from));
+    reductions::add(state, &ItemView::of_result(result), effects);
+    match from.status {
         ItemStatus::Succeeded => state.succeeded = state.succeeded.saturating_sub(1),
         ItemStatus::Failed => {
             state.failed = state.failed.saturating_sub(1);

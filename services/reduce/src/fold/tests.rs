@@ -1,6 +1,6 @@
 use chrono::Utc;
 use jetflow_protocol::{
-    job::{parse_submission, ItemStatus, JobSpec, JobState, JobStatus},
+    job::{parse_submission, ItemStatus, JobSpec, JobState, JobStatus, PreviousOutcome},
     messages::{ItemResult, LedgerEntry},
 };
 
@@ -23,7 +23,7 @@ fn fold(state: &mut JobState, steps: &[Step]) -> Effects {
             state,
             start + 1 + i as u64,
             Some(&step.entry),
-            step.count,
+            step.count.clone(),
             &mut effects,
         );
     }
@@ -164,7 +164,16 @@ fn duplicate(result: ItemResult) -> Step {
 fn correction(result: ItemResult, from: ItemStatus) -> Step {
     Step {
         entry: LedgerEntry::Item(result),
-        count: Count::Correction { from },
+        count: Count::Correction {
+            from: Box::new(PreviousOutcome {
+                status: from,
+                error: None,
+                output: serde_json::Value::Null,
+                failed_step: None,
+                attempts: 1,
+                duration_ms: 1,
+            }),
+        },
     }
 }
 

@@ -7,6 +7,8 @@ pub mod after;
 pub mod live;
 pub mod outcome;
 pub mod queue;
+pub mod reduction;
+pub mod rejection;
 pub mod spec;
 pub mod state;
 pub mod status;
@@ -14,8 +16,10 @@ pub mod validate;
 
 pub use after::Dependency;
 pub use live::ConfigChange;
-pub use outcome::{ItemOutcome, ItemStatus, StepOutput};
+pub use outcome::{ItemOutcome, ItemStatus, PreviousOutcome, StepOutput};
 pub use queue::TaskQueue;
+pub use reduction::{ReduceOn, ReduceOp, Reduced, Reduction, ValuePath};
+pub use rejection::Rejection;
 pub use spec::{
     BatchSettings, ExternalHandler, FailurePolicy, HandlerSpec, HttpHandler, HttpSource,
     InlineItem, InlineItemOrId, ItemId, JobSpec, NatsHandler, Preset, Settings, SourceSpec, Step,
@@ -24,4 +28,4 @@ pub use spec::{
 pub use state::{
     BatchRecord, BatchStatus, ErrorSample, FetchCheckpoint, JobState, JobStatus, OpenBatch,
 };
-pub use validate::{parse_submission, Invalid, Rejection};
+pub use validate::{parse_submission, Invalid};

@@ -56,6 +56,46 @@ pub struct ItemOutcome {
     /// A replay replaced an earlier outcome of this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<ItemStatus>,
+    /// The outcome the replay replaced: what the job's reductions take
+    /// back out, also when a reducer recognises this record as its own
+    /// after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<PreviousOutcome>>,
+}
+
+/// An outcome a DLQ replay replaced: the fields a reduction's path can
+/// name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PreviousOutcome {
+    /// Its status.
+    pub status: ItemStatus,
+    /// Its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Its output.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub output: Value,
+    /// The step that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// Handler calls made.
+    pub attempts: u32,
+    /// The last call's duration.
+    pub duration_ms: u64,
+}
+
+impl ItemOutcome {
+    /// What a replay that replaces this outcome keeps of it.
+    pub fn as_previous(&self) -> PreviousOutcome {
+        PreviousOutcome {
+            status: self.status,
+            error: self.error.clone(),
+            output: self.output.clone(),
+            failed_step: self.failed_step.clone(),
+            attempts: self.attempts,
+            duration_ms: self.duration_ms,
+        }
+    }
 }
 
 /// What one step of a `steps` handler answered.

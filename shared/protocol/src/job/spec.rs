@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::status::JobStatus;
+use super::{reduction::Reduction, status::JobStatus};
 use crate::{duration::HumanDuration, rate::RateLimit, target};
 
 /// A job as submitted on `<ns>.jobs.submit`.
@@ -48,6 +48,9 @@ pub struct JobSpec {
     /// otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<Dependency>,
+    /// What the job's item outputs are folded into (`results` in its state).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reduce: Vec<Reduction>,
     /// The job fails if it has not finished within this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,

@@ -145,6 +145,9 @@ pub struct JobState {
     /// The most recent item errors, at most [`ERROR_SAMPLE_LEN`].
     #[serde(default)]
     pub errors: Vec<ErrorSample>,
+    /// The answers of the job's reductions (`reduce` in its spec), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub results: super::reduction::Results,
     /// Unfinished batches by number.
     #[serde(default)]
     pub open_batches: BTreeMap<u64, OpenBatch>,
@@ -200,6 +203,11 @@ impl JobState {
             finished_at: None,
             reason: None,
             errors: Vec::new(),
+            results: spec
+                .reduce
+                .iter()
+                .map(|r| (r.name.clone(), r.initial()))
+                .collect(),
             open_batches: BTreeMap::new(),
             replaying: Default::default(),
             folded_seq: 0,

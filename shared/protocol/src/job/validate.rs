@@ -10,29 +10,12 @@ use std::collections::HashSet;
 use async_nats::HeaderMap;
 use serde_json::Value;
 
+use super::rejection::nats_subject;
+pub use super::rejection::Rejection;
 use super::spec::{
     Dependency, FailurePolicy, HandlerSpec, HttpHandler, JobSpec, NatsHandler, SourceSpec, StepCall,
 };
 use crate::{codec, names};
-
-/// A job that was refused, with the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct Rejection {
-    /// Dotted path of the offending field (`source.type`, `batch.fetch_size`).
-    pub field: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl Rejection {
-    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
 
 /// Why a submission did not become a job.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,6 +139,7 @@ pub fn validate(spec: &JobSpec) -> Result<(), Rejection> {
         _ => {}
     }
     validate_after(spec.id.as_deref(), &spec.after)?;
+    super::reduction::validate(&spec.reduce)?;
     if spec.kind.is_empty() || spec.kind.len() > 100 {
         return Err(Rejection::new("kind", "must be 1-100 characters"));
     }
@@ -298,25 +282,6 @@ fn validate_http(at: &str, http: &HttpHandler) -> Result<(), Rejection> {
 fn validate_nats(at: &str, nats: &NatsHandler) -> Result<(), Rejection> {
     nats_subject(&format!("{at}.subject"), &nats.subject)?;
     positive(&format!("{at}.timeout"), nats.timeout.get())
-}
-
-/// A subject one can publish to: dot-separated tokens, no wildcards.
-fn nats_subject(field: &str, subject: &str) -> Result<(), Rejection> {
-    let ok = !subject.is_empty()
-        && subject.split('.').all(|token| {
-            !token.is_empty()
-                && token != "*"
-                && token != ">"
-                && !token.chars().any(|c| c.is_whitespace())
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(Rejection::new(
-            field,
-            format!("{subject:?} is not a subject one can publish to"),
-        ))
-    }
 }
 
 fn http_url(field: &str, url: &str) -> Result<(), Rejection> {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::job::TaskQueue;
+use crate::job::{reduction::Results, TaskQueue};
 
 /// Lifecycle events, on `<ns>.events.<job>.<event>` (JSON).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,6 +77,9 @@ pub struct JobEvent {
     /// workers pull from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<TaskQueue>,
+    /// The job's reductions (its end): as in its state's `results`.
+    #[serde(default, skip_serializing_if = "Results::is_empty")]
+    pub results: Results,
 }
 
 impl JobEvent {
@@ -102,6 +105,7 @@ impl JobEvent {
             succeeded: None,
             failed: None,
             tasks: None,
+            results: Results::new(),
         }
     }
 }

@@ -89,3 +89,42 @@ pub struct PageReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// What the reducer asks a `nats` reduction's subject (JSON): fold these
+/// outputs into the accumulator. It may ask again with the same `acc` and
+/// `outputs` after a crash (the answer is checkpointed with the fold), so
+/// the reducer must be a function of the two.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReduceRequest {
+    /// Job id.
+    pub job: String,
+    /// The reduction's name.
+    pub reduction: String,
+    /// The accumulator so far (the reduction's `init` at first).
+    pub acc: Value,
+    /// The items' values (outputs, or what is at the reduction's `path`),
+    /// in the order they were folded.
+    pub outputs: Vec<Value>,
+}
+
+/// A `nats` reduction's answer: the new accumulator, or an error after
+/// which the reduction folds nothing more (the job goes on).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReduceReply {
+    /// The accumulator with the outputs folded in (`null` is one; absent
+    /// is none).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub acc: Option<Value>,
+    /// Set when the reducer gives up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A field that is there, even as `null`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}

@@ -313,6 +313,7 @@ impl ItemOutcome {
             result_seq: seq,
             result_index: index,
             replaced: None,
+            previous: None,
         }
     }
 }

@@ -16,7 +16,9 @@ mod work;
 pub use control::{CancelRequest, PauseRequest, ResumeRequest};
 pub use dead_letter::dead_letter_msg_id;
 pub use events::{EventKind, JobEvent};
-pub use handler::{HandlerReply, HandlerRequest, PageReply, PageRequest};
+pub use handler::{
+    HandlerReply, HandlerRequest, PageReply, PageRequest, ReduceReply, ReduceRequest,
+};
 // Job state carries these too; they are defined there and named here as
 // well, where the messages that carry them are.
 pub use crate::job::{StepOutput, TaskQueue};

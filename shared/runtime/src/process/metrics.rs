@@ -58,6 +58,9 @@ pub const RATE_HELD: &str = "jetflow.rate.held";
 /// Seconds a call waited for one of its target's shared concurrency slots
 /// (`jetflow limits set T concurrency=N`), by `target` — migrate.
 pub const SLOT_WAIT: &str = "jetflow.slot.wait";
+/// The numeric answer of a job's reduction (`sum`, `min`, `max`, `avg`,
+/// `count`), by `job` and `reduction` — reduce.
+pub const JOB_RESULT: &str = "jetflow.job.result";
 
 /// Gauge values a stage sets; read when Prometheus scrapes.
 type Gauges = Arc<Mutex<BTreeMap<Vec<(String, String)>, f64>>>;
@@ -295,6 +298,13 @@ impl Gauge {
     pub fn remove(&self, labels: &[(&str, &str)]) {
         if let Ok(mut values) = self.values.lock() {
             values.remove(&key(labels));
+        }
+    }
+
+    /// Forgets every series with label `name` = `value` (all of a job's).
+    pub fn remove_all(&self, name: &str, value: &str) {
+        if let Ok(mut values) = self.values.lock() {
+            values.retain(|labels, _| !labels.iter().any(|(k, v)| k == name && v == value));
         }
     }
 

@@ -1,0 +1,40 @@
+//! A job refused, with the field at fault; and the checks of a field that
+//! more than one part of a spec shares.
+
+/// A job that was refused, with the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Rejection {
+    /// Dotted path of the offending field (`source.type`, `batch.fetch_size`).
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Rejection {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A subject one can publish to: dot-separated tokens, no wildcards.
+pub(crate) fn nats_subject(field: &str, subject: &str) -> Result<(), Rejection> {
+    let ok = !subject.is_empty()
+        && subject.split('.').all(|token| {
+            !token.is_empty()
+                && token != "*"
+                && token != ">"
+                && !token.chars().any(|c| c.is_whitespace())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            field,
+            format!("{subject:?} is not a subject one can publish to"),
+        ))
+    }
+}
