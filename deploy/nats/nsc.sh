@@ -20,20 +20,27 @@ nsc add user --account "$ACCOUNT" --name jetflow-fetch \
   --allow-pub '$JS.ACK.JETFLOW_JOBS.fetch.>' \
   --allow-pub '$JS.ACK.JETFLOW_JOBS.pause.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.JETFLOW_TASKS.*.jetflow.task.*' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_items' \
+  --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_items.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs' \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_jobs.>' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.cancel' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.config' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.fetch' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.pause' \
+  --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_items.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.cancel' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.config' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.fetch' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.pause' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_items.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_checkpoints' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_checkpoints.$KV.jetflow_checkpoints.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_items' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_items.$KV.jetflow_items.>' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_items.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_jobs' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_jobs.$KV.jetflow_jobs.>' \
   --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_jobs.>' \
@@ -57,7 +64,9 @@ nsc add user --account "$ACCOUNT" --name jetflow-fetch \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_limits' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_specs' \
   --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_state' \
+  --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_items' \
   --allow-pub '$JS.API.STREAM.MSG.GET.KV_jetflow_jobs' \
+  --allow-pub '$JS.FC.KV_jetflow_items.>' \
   --allow-pub '$JS.FC.KV_jetflow_jobs.>' \
   --allow-pub '$KV.jetflow_checkpoints.>' \
   --allow-pub '$KV.jetflow_jobs.>' \

@@ -9,7 +9,7 @@ use async_nats::jetstream::{kv::CreateErrorKind, Message};
 use chrono::Utc;
 use jetflow_protocol::{
     codec,
-    job::{parse_submission, Invalid, JobSpec, JobState},
+    job::{after, parse_submission, Invalid, JobSpec, JobState},
     limits,
     messages::{EventKind, JobEvent, TaskQueue},
     Stage,
@@ -126,13 +126,15 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_runtime::Result<()> {
     Ok(())
 }
 
-/// Why `spec` cannot wait for what its `after` names, if it cannot: a
-/// dependency that does not exist. (Each dependency existing before the
-/// job that names it is also what rules out cycles.) A job accepted before
-/// is not asked again: its dependencies may be gone since.
+/// Why `spec` cannot wait for what it names (its `after`, a `job`
+/// source), if it cannot: a job that does not exist. (Each dependency
+/// existing before the job that names it is also what rules out cycles.)
+/// A job accepted before is not asked again: its dependencies may be gone
+/// since.
 async fn missing_dependency(bus: &Bus, spec: &JobSpec) -> jetflow_runtime::Result<Option<String>> {
     let id = spec.id.as_deref().unwrap_or_default();
-    if spec.after.is_empty()
+    let deps = after::waits_for(spec);
+    if deps.is_empty()
         || bus
             .kv
             .specs
@@ -143,7 +145,7 @@ async fn missing_dependency(bus: &Bus, spec: &JobSpec) -> jetflow_runtime::Resul
     {
         return Ok(None);
     }
-    for (i, dep) in spec.after.iter().enumerate() {
+    for (field, dep) in deps {
         let state = bus
             .kv
             .jobs
@@ -151,7 +153,7 @@ async fn missing_dependency(bus: &Bus, spec: &JobSpec) -> jetflow_runtime::Resul
             .await
             .ctx("reading a dependency")?;
         if state.is_none() {
-            return Ok(Some(format!("after[{i}].job: there is no job {}", dep.job)));
+            return Ok(Some(format!("{field}: there is no job {}", dep.job)));
         }
     }
     Ok(None)

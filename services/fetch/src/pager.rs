@@ -14,7 +14,7 @@ use async_nats::jetstream::kv::Operation;
 use chrono::Utc;
 use jetflow_protocol::{
     codec, headers,
-    job::{FetchCheckpoint, JobSpec, JobState, JobStatus, Settings},
+    job::{after, FetchCheckpoint, JobSpec, JobState, JobStatus, Settings},
     messages::{BatchMessage, EventKind, Item, JobEvent, LedgerEntry, TaskQueue},
     retry::retry_delay,
 };
@@ -100,7 +100,7 @@ impl Pager {
         };
         let spec: JobSpec = codec::decode_as(codec::Format::Json, &raw)?;
         let (checkpoint, checkpoint_revision) = read_checkpoint(bus, &job).await?;
-        let source = Source::new(&spec.source, &job, http, bus.client.clone());
+        let source = Source::new(&spec.source, &job, http, bus);
         Ok(Some(Pager {
             bus: bus.clone(),
             metrics,
@@ -125,8 +125,12 @@ impl Pager {
             // starts (once started, they are not asked again: they may be
             // gone by then).
             let waiting = self.state.borrow().status == JobStatus::Waiting;
-            if waiting && !self.spec.after.is_empty() {
-                match dependencies::wait(&self.bus, &self.spec.after, stop).await? {
+            let deps: Vec<_> = after::waits_for(&self.spec)
+                .into_iter()
+                .map(|(_, dep)| dep)
+                .collect();
+            if waiting && !deps.is_empty() {
+                match dependencies::wait(&self.bus, &deps, stop).await? {
                     Released::Go => {}
                     Released::Broken(reason) => {
                         self.fail(reason).await?;

@@ -108,6 +108,7 @@ async fn already_done(ctx: &JobContext, task: &TaskMessage, delivery: &Delivery)
         status: ItemStatus::Succeeded,
         error: None,
         output: Value::Null,
+        input: Value::Null,
         failed_step: None,
         messages: Vec::new(),
         attempts: 0,
@@ -201,6 +202,11 @@ async fn run_item(
         dead_lettered: error.is_some(),
         error,
         output,
+        // Kept for a failure only: what a retry of it runs with.
+        input: match status {
+            ItemStatus::Failed => task.item.data.clone(),
+            ItemStatus::Succeeded => Value::Null,
+        },
         failed_step: trail.failed_step,
         messages: trail.messages,
         attempts: attempt,

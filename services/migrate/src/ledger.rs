@@ -166,6 +166,7 @@ mod tests {
             status: ItemStatus::Succeeded,
             error: None,
             output: serde_json::json!({"ok": id}),
+            input: serde_json::Value::Null,
             failed_step: None,
             messages: Vec::new(),
             attempts: 1,
@@ -196,6 +197,7 @@ mod tests {
     fn a_group_too_large_is_stored_in_parts_that_fit_in_order() {
         let big = |id: &str| ItemResult {
             output: serde_json::json!("x".repeat(1000)),
+            input: serde_json::Value::Null,
             ..result(id)
         };
         let group: Vec<ItemResult> = (0..10).map(|i| big(&format!("item-{i}"))).collect();
@@ -222,6 +224,7 @@ mod tests {
         // One result larger than the limit still goes, alone.
         let huge = ItemResult {
             output: serde_json::json!("y".repeat(5000)),
+            input: serde_json::Value::Null,
             ..result("huge")
         };
         let parts = encode_parts(vec![result("a"), huge.clone()], 3000);

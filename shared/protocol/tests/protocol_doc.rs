@@ -33,11 +33,11 @@ use jetflow_protocol::{
     duration::HumanDuration,
     headers,
     job::{
-        reduction::Results, BatchRecord, BatchSettings, BatchStatus, ConfigChange, Dependency,
-        ErrorSample, ExternalHandler, FailurePolicy, FetchCheckpoint, HandlerSpec, HttpHandler,
-        HttpSource, InlineItem, InlineItemOrId, ItemId, ItemOutcome, ItemStatus, JobSpec, JobState,
-        JobStatus, NatsHandler, OpenBatch, Preset, PreviousOutcome, ReduceOn, ReduceOp, Reduced,
-        Reduction, SourceSpec, Step, StepCall,
+        reduction::Results, spec::JobSourceData, BatchRecord, BatchSettings, BatchStatus,
+        ConfigChange, Dependency, ErrorSample, ExternalHandler, FailurePolicy, FetchCheckpoint,
+        HandlerSpec, HttpHandler, HttpSource, InlineItem, InlineItemOrId, ItemId, ItemOutcome,
+        ItemStatus, JobSpec, JobState, JobStatus, NatsHandler, OpenBatch, OutcomeFilter, Preset,
+        PreviousOutcome, ReduceOp, Reduced, Reduction, SourceSpec, Step, StepCall,
     },
     messages::{
         BatchMessage, CancelRequest, EventKind, HandlerReply, HandlerRequest, Item, ItemResult,
@@ -585,7 +585,7 @@ fn reductions() -> Vec<Reduction> {
         name: name.into(),
         op,
         path: Some(path.parse().expect("a path")),
-        on: ReduceOn::Succeeded,
+        on: OutcomeFilter::Succeeded,
         limit: None,
         subject: None,
         timeout: None,
@@ -597,12 +597,12 @@ fn reductions() -> Vec<Reduction> {
         .map(|op| plain(op.as_str(), op, "output.memories"))
         .collect();
     all.push(Reduction {
-        on: ReduceOn::Failed,
+        on: OutcomeFilter::Failed,
         limit: Some(20),
         ..plain("errors", ReduceOp::CountBy, "error")
     });
     all.push(Reduction {
-        on: ReduceOn::Any,
+        on: OutcomeFilter::Any,
         subject: Some("reducers.words".into()),
         timeout: Some(d("5s")),
         init: json!({"n": 0}),
@@ -722,11 +722,19 @@ fn job_specs() -> Vec<JobSpec> {
             ],
         },
     ];
-    sources
+    let mut specs: Vec<JobSpec> = sources
         .into_iter()
         .zip(handlers)
         .map(|(source, handler)| job_spec(source, handler))
-        .collect()
+        .collect();
+    // A fifth source: another job's outcomes.
+    let over_a_job = SourceSpec::Job {
+        job: "migrate-v1-0001".into(),
+        status: OutcomeFilter::Failed,
+        data: JobSourceData::Input,
+    };
+    specs.push(job_spec(over_a_job, HandlerSpec::Nats(nats_handler())));
+    specs
 }
 
 fn tasks() -> TaskQueue {
@@ -740,6 +748,7 @@ fn item_result() -> ItemResult {
         status: ItemStatus::Failed,
         error: Some("step execute: HTTP 422".into()),
         output: json!({"partial": true}),
+        input: json!({"name": "Ada"}),
         failed_step: Some("execute".into()),
         messages: vec![StepOutput {
             step: "ensure-thread".into(),
@@ -1077,6 +1086,7 @@ fn cases() -> Vec<Case> {
                 status: ItemStatus::Succeeded,
                 error: Some("HTTP 422".into()),
                 output: json!({"migrated": true}),
+                input: json!({"name": "Ada"}),
                 failed_step: Some("execute".into()),
                 messages: vec![StepOutput {
                     step: "ensure-thread".into(),
@@ -1255,6 +1265,7 @@ fn tagged_unions_and_enums_list_exactly_rusts_variants() {
             SourceSpec::Http(_)
             | SourceSpec::Ids { .. }
             | SourceSpec::Items { .. }
+            | SourceSpec::Job { .. }
             | SourceSpec::Nats { .. } => {}
         }
         match spec.handler {

@@ -13,6 +13,7 @@ mod deploy_nats;
 mod flow_control;
 mod gc;
 mod handlers;
+mod job_source;
 mod least_privilege;
 mod live_config;
 mod logs;

@@ -114,25 +114,37 @@ async fn replaying_the_dlq_after_a_fix_turns_a_partial_job_completed() -> anyhow
 }
 
 /// `retry-failed`: a new job, linked to the old one, over exactly its
-/// failed items — with the data the handler saw, from the DLQ.
+/// failed items — 1,000 of 20,000, with the data the handler saw — paged
+/// from the old job's outcomes, so nothing is inlined however many failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_failed_runs_exactly_the_failed_items_as_a_linked_job() -> anyhow::Result<()> {
     let env = TestEnv::start("retry").await?;
     let mock = MockAgents::start(MockAgentsConfig {
-        agents: 400,
+        agents: 20_000,
         permanent_rate: 0.05,
         seed: 4,
         ..Default::default()
     })
     .await?;
     let broken = mock.permanent_failures();
-    assert!(!broken.is_empty());
-    let spec = jobs::agents_job("flaky", &mock, json!({}));
+    assert!(
+        (900..1_100).contains(&broken.len()),
+        "about 1,000 of 20,000 fail: {}",
+        broken.len()
+    );
+    let settings = json!({"concurrency": 100, "fetch_size": 50, "max_inflight_batches": 16});
+    let spec = jobs::agents_job("flaky", &mock, settings);
     jobs::submit_plain(&env.bus, spec.to_string().as_bytes()).await?;
     let first = jobs::wait_for_end(&env.bus, "flaky").await?;
     assert_eq!(first.failed, broken.len() as u64);
+    // Each failure keeps the data it ran with (the agent, from the page).
+    let before = jobs::item_records(&env.bus, "flaky").await?;
+    for id in &broken {
+        assert_eq!(before[id].input["id"], json!(id), "{:?}", before[id]);
+    }
 
     mock.set_permanent_rate(0.0)?; // the fix
+    let migrated_before = mock.stats().migrated;
     let out = cli::run_in(
         &env.nats,
         &["retry-failed", "flaky", "--wait"],
@@ -159,21 +171,21 @@ async fn retry_failed_runs_exactly_the_failed_items_as_a_linked_job() -> anyhow:
     let mut retried: Vec<String> = records.into_keys().collect();
     retried.sort();
     assert_eq!(retried, broken, "exactly the failed items");
-    // The items carry the data the first run's handler saw (the agent).
-    let stored: serde_json::Value = serde_json::from_slice(
-        &env.bus
-            .kv
-            .specs
-            .get("flaky-retry-1")
-            .await?
-            .context("spec")?,
-    )?;
-    let items = stored["source"]["items"].as_array().context("items")?;
-    assert!(
-        items.iter().all(|i| i["data"]["id"] == i["id"]),
-        "{items:?}"
+    assert_eq!(mock.stats().migrated - migrated_before, broken.len() as u64);
+    // The job names its source; the items are not in it.
+    let stored = env
+        .bus
+        .kv
+        .specs
+        .get("flaky-retry-1")
+        .await?
+        .context("spec")?;
+    let stored: serde_json::Value = serde_json::from_slice(&stored)?;
+    assert_eq!(
+        stored["source"],
+        json!({"type": "job", "job": "flaky", "status": "failed", "data": "input"})
     );
-    assert_eq!(mock.stats().migrated, 400);
+    assert_eq!(mock.stats().migrated, 20_000);
 
     // An unknown job is named.
     let out = cli::run_in(&env.nats, &["retry-failed", "nope"], cli::CLI_DEADLINE).await?;

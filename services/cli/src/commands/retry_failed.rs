@@ -1,24 +1,15 @@
 //! `jetflow retry-failed JOB`: a new job over the items that failed in an
 //! old one, linked to it by the label `retry_of`.
 //!
-//! The failed items come from the old job's outcome records; their data
-//! (what the handler saw) from the tasks in the dead-letter queue, where
-//! every item that failed for good is kept. The new job is the old one's
-//! spec with an `items` source, so it runs the same handler and settings.
-
-use std::collections::BTreeMap;
+//! The new job is the old one's spec with a `job` source over the old
+//! job's failed outcomes, each with the data it ran with (`"data":
+//! "input"`, kept in its outcome record), so it runs the same handler and
+//! settings on exactly those items — however many: fetch pages them from
+//! the items bucket, nothing is inlined.
 
 use anyhow::{bail, Context as _};
-use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
-use futures::StreamExt;
-use jetflow_protocol::{
-    codec,
-    job::{InlineItem, ItemId, ItemOutcome, ItemStatus, JobSpec, JobState, SourceSpec},
-    messages::TaskMessage,
-    Stage,
-};
-use jetflow_runtime::{nats::scan::KvScan, Bus, NatsArgs};
-use serde_json::Value;
+use jetflow_protocol::job::{spec::JobSourceData, JobSpec, JobState, OutcomeFilter, SourceSpec};
+use jetflow_runtime::{Bus, NatsArgs};
 
 use crate::{
     commands::submit::{self, exit_code, print_final, Verdict},
@@ -52,26 +43,15 @@ pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
         );
     }
 
-    let mut failed = failed_items(&bus, &old.id).await?;
-    if failed.is_empty() {
+    if old.failed == 0 {
         eprintln!("job {} has no failed items", old.id);
         return Ok(exit::OK);
     }
-    let with_data = fill_data_from_dlq(&bus, &old.id, &mut failed).await?;
-
     let id = match args.id {
         Some(id) => id,
         None => free_id(&bus, &old.id).await?,
     };
-    let count = failed.len();
-    let body = serde_json::to_value(retry_spec(&old, &id, failed))?;
-    let size = body.to_string().len();
-    let max = bus.client.server_info().max_payload;
-    if size > max {
-        bail!(
-            "{count} failed items make a job of {size} bytes, over the server's max_payload of {max}"
-        );
-    }
+    let body = serde_json::to_value(retry_spec(&old, &id))?;
     match submit::submit(&bus, &id, body).await? {
         Verdict::Accepted => {}
         Verdict::Rejected(reason) => {
@@ -80,8 +60,8 @@ pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
         }
     }
     eprintln!(
-        "submitted {id}: {count} failed items of {} ({with_data} with their data from the DLQ)",
-        old.id
+        "submitted {id}: the {} failed items of {}",
+        old.failed, old.id
     );
     if !args.wait {
         println!("{id}");
@@ -92,75 +72,19 @@ pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
     Ok(exit_code(state.status))
 }
 
-/// The ids of `job`'s failed items, from its outcome records, each with no
-/// data yet.
-async fn failed_items(bus: &Bus, job: &str) -> anyhow::Result<BTreeMap<String, Value>> {
-    let mut failed = BTreeMap::new();
-    let mut scan = KvScan::start(&bus.js, &bus.kv.items, &format!("{job}.>")).await?;
-    while let Some(change) = scan.next().await? {
-        let Some(raw) = change.value else { continue };
-        let outcome: ItemOutcome = codec::decode_as(codec::Format::Json, &raw)?;
-        if outcome.status == ItemStatus::Failed {
-            failed.insert(outcome.item, Value::Null);
-        }
-    }
-    Ok(failed)
-}
-
-/// `old`'s spec as job `id` over the `failed` items, labelled `retry_of`.
-fn retry_spec(old: &JobState, id: &str, failed: BTreeMap<String, Value>) -> JobSpec {
+/// `old`'s spec as job `id` over its failed items, labelled `retry_of`.
+fn retry_spec(old: &JobState, id: &str) -> JobSpec {
     let mut spec = old.spec.clone();
     spec.id = Some(id.to_string());
-    spec.source = SourceSpec::Items {
-        items: failed
-            .into_iter()
-            .map(|(id, data)| InlineItem {
-                id: ItemId::Text(id),
-                data,
-                priority: None,
-            })
-            .collect(),
+    spec.source = SourceSpec::Job {
+        job: old.id.clone(),
+        status: OutcomeFilter::Failed,
+        data: JobSourceData::Input,
     };
+    // The old job has ended; the new one waits for nothing else.
+    spec.after.clear();
     spec.labels.insert("retry_of".into(), old.id.clone());
     spec
-}
-
-/// Fills in each failed item's data from its dead-lettered task; returns
-/// how many were found there.
-async fn fill_data_from_dlq(
-    bus: &Bus,
-    job: &str,
-    failed: &mut BTreeMap<String, Value>,
-) -> anyhow::Result<usize> {
-    let stream = bus.js.get_stream(bus.names.dlq_stream()).await?;
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: bus.names.dlq_subject(Stage::Migrate, job),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .context("reading the DLQ")?;
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(0);
-    }
-    let mut messages = consumer.messages().await.context("reading the DLQ")?;
-    let mut found = 0;
-    while let Some(msg) = messages.next().await {
-        let msg = msg.context("reading the DLQ")?;
-        if let Ok(task) = codec::decode::<TaskMessage>(msg.headers.as_ref(), &msg.payload) {
-            if let Some(data) = failed.get_mut(&task.item.id) {
-                if data.is_null() && !task.item.data.is_null() {
-                    *data = task.item.data;
-                    found += 1;
-                }
-            }
-        }
-        if msg.info().map(|i| i.pending).unwrap_or(0) == 0 {
-            break;
-        }
-    }
-    Ok(found)
 }
 
 /// `<job>-retry-<n>` for the first n with no job of that id.

@@ -2,12 +2,15 @@
 
 pub mod http;
 mod inline;
+mod job;
 mod nats;
 
 use jetflow_protocol::{job::SourceSpec, messages::Item};
+use jetflow_runtime::Bus;
 
 pub use self::{
     http::{client as http_client, HttpSource},
+    job::JobSource,
     nats::NatsSource,
 };
 
@@ -40,24 +43,29 @@ pub enum Source {
     Inline(Vec<Item>),
     /// Pages requested over NATS.
     Nats(NatsSource),
+    /// Another job's outcomes (boxed: it holds a consumer's stream).
+    Job(Box<JobSource>),
 }
 
 impl Source {
     /// The source of `spec` for `job`.
-    pub fn new(
-        spec: &SourceSpec,
-        job: &str,
-        http: reqwest::Client,
-        nats: async_nats::Client,
-    ) -> Source {
+    pub fn new(spec: &SourceSpec, job: &str, http: reqwest::Client, bus: &Bus) -> Source {
         match spec {
             SourceSpec::Http(source) => Source::Http(HttpSource::new(source.clone(), http)),
             SourceSpec::Ids { .. } | SourceSpec::Items { .. } => {
                 Source::Inline(inline::items(spec))
             }
-            SourceSpec::Nats { subject, timeout } => {
-                Source::Nats(NatsSource::new(nats, subject.clone(), timeout.get(), job))
-            }
+            SourceSpec::Nats { subject, timeout } => Source::Nats(NatsSource::new(
+                bus.client.clone(),
+                subject.clone(),
+                timeout.get(),
+                job,
+            )),
+            SourceSpec::Job {
+                job: other,
+                status,
+                data,
+            } => Source::Job(Box::new(JobSource::new(bus, other, *status, *data))),
         }
     }
 
@@ -67,6 +75,7 @@ impl Source {
             Source::Http(source) => source.page(cursor, limit).await,
             Source::Inline(items) => inline::page(items, cursor, limit),
             Source::Nats(source) => source.page(cursor, limit).await,
+            Source::Job(source) => source.page(cursor, limit).await,
         }
     }
 }

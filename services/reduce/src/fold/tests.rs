@@ -133,6 +133,7 @@ fn item(batch: u64, id: &str, status: ItemStatus) -> ItemResult {
         status,
         error: failed.then(|| "HTTP 422".to_string()),
         output: serde_json::Value::Null,
+        input: serde_json::Value::Null,
         failed_step: None,
         messages: Vec::new(),
         attempts: 2,

@@ -8,7 +8,36 @@
 //! jobs and their `after`s can form no cycle.
 
 pub use super::spec::Dependency;
-use super::status::JobStatus;
+use super::{
+    spec::{JobSpec, SourceSpec},
+    status::JobStatus,
+};
+
+/// Every job `spec` waits for, with the field that names it: each of its
+/// `after`, and a `job` source's job, which may end in any status (its
+/// outcomes are the items, whatever they are).
+pub fn waits_for(spec: &JobSpec) -> Vec<(String, Dependency)> {
+    let mut all: Vec<(String, Dependency)> = spec
+        .after
+        .iter()
+        .enumerate()
+        .map(|(i, dep)| (format!("after[{i}].job"), dep.clone()))
+        .collect();
+    if let SourceSpec::Job { job, .. } = &spec.source {
+        let ended = [
+            JobStatus::Completed,
+            JobStatus::Partial,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ];
+        let dep = Dependency {
+            job: job.clone(),
+            on: ended.to_vec(),
+        };
+        all.push(("source.job".to_string(), dep));
+    }
+    all
+}
 
 /// What one dependency says of the waiting job now.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,9 +16,9 @@ pub mod validate;
 
 pub use after::Dependency;
 pub use live::ConfigChange;
-pub use outcome::{ItemOutcome, ItemStatus, PreviousOutcome, StepOutput};
+pub use outcome::{ItemOutcome, ItemStatus, OutcomeFilter, PreviousOutcome, StepOutput};
 pub use queue::TaskQueue;
-pub use reduction::{ReduceOn, ReduceOp, Reduced, Reduction, ValuePath};
+pub use reduction::{ReduceOp, Reduced, Reduction, ValuePath};
 pub use rejection::Rejection;
 pub use spec::{
     BatchSettings, ExternalHandler, FailurePolicy, HandlerSpec, HttpHandler, HttpSource,

@@ -15,6 +15,36 @@ pub enum ItemStatus {
     Failed,
 }
 
+/// Which items' outcomes something takes: a reduction's `on`, a `job`
+/// source's `status`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeFilter {
+    /// Succeeded items.
+    #[default]
+    Succeeded,
+    /// Failed items.
+    Failed,
+    /// Every item.
+    Any,
+}
+
+impl OutcomeFilter {
+    /// Whether an item that ended `status` is taken.
+    pub fn admits(self, status: ItemStatus) -> bool {
+        match self {
+            OutcomeFilter::Succeeded => status == ItemStatus::Succeeded,
+            OutcomeFilter::Failed => status == ItemStatus::Failed,
+            OutcomeFilter::Any => true,
+        }
+    }
+
+    /// Whether it is the default (`succeeded`), which a spec may leave out.
+    pub fn is_default(&self) -> bool {
+        *self == OutcomeFilter::Succeeded
+    }
+}
+
 /// Item outcome, KV `<ns>_items` key `<job>.<item-key>`. Created once; the
 /// `result_seq` tells the reducer which ledger message created it (see
 /// docs/exactly-once.md).
@@ -34,6 +64,10 @@ pub struct ItemOutcome {
     /// What the handler answered, if anything worth keeping.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub output: Value,
+    /// For a failed item: the data it ran with (what `retry-failed` and a
+    /// `job` source with `"data": "input"` run it with again).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub input: Value,
     /// For a `steps` handler that failed: the step that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,

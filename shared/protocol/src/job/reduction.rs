@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{outcome::ItemStatus, rejection::Rejection};
+use super::{
+    outcome::{ItemStatus, OutcomeFilter},
+    rejection::Rejection,
+};
 use crate::duration::HumanDuration;
 
 /// The most reductions a job may have.
@@ -43,8 +46,8 @@ pub struct Reduction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<ValuePath>,
     /// Which items it folds (default: the succeeded ones).
-    #[serde(default, skip_serializing_if = "ReduceOn::is_default")]
-    pub on: ReduceOn,
+    #[serde(default, skip_serializing_if = "OutcomeFilter::is_default")]
+    pub on: OutcomeFilter,
     /// `collect`, `distinct`, `count_by`: the most values (or keys) kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
@@ -67,11 +70,7 @@ impl Reduction {
 
     /// Whether it folds an item that ended `status`.
     pub fn applies_to(&self, status: ItemStatus) -> bool {
-        match self.on {
-            ReduceOn::Succeeded => status == ItemStatus::Succeeded,
-            ReduceOn::Failed => status == ItemStatus::Failed,
-            ReduceOn::Any => true,
-        }
+        self.on.admits(status)
     }
 
     /// The `nats` reducer's time to answer.
@@ -159,25 +158,6 @@ impl ReduceOp {
             self,
             ReduceOp::Sum | ReduceOp::Count | ReduceOp::CountBy | ReduceOp::Avg
         )
-    }
-}
-
-/// Which items a reduction folds.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ReduceOn {
-    /// Succeeded items.
-    #[default]
-    Succeeded,
-    /// Failed items (`count_by` on `error` is a failure-pattern report).
-    Failed,
-    /// Every item.
-    Any,
-}
-
-impl ReduceOn {
-    fn is_default(&self) -> bool {
-        *self == ReduceOn::Succeeded
     }
 }
 
@@ -492,9 +472,9 @@ mod tests {
             on,
             ..parse(serde_json::json!([{"name": "a", "op": "count"}])).remove(0)
         };
-        assert!(r(ReduceOn::Succeeded).applies_to(ItemStatus::Succeeded));
-        assert!(!r(ReduceOn::Succeeded).applies_to(ItemStatus::Failed));
-        assert!(r(ReduceOn::Failed).applies_to(ItemStatus::Failed));
-        assert!(r(ReduceOn::Any).applies_to(ItemStatus::Failed));
+        assert!(r(OutcomeFilter::Succeeded).applies_to(ItemStatus::Succeeded));
+        assert!(!r(OutcomeFilter::Succeeded).applies_to(ItemStatus::Failed));
+        assert!(r(OutcomeFilter::Failed).applies_to(ItemStatus::Failed));
+        assert!(r(OutcomeFilter::Any).applies_to(ItemStatus::Failed));
     }
 }

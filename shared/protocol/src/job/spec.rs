@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{reduction::Reduction, status::JobStatus};
+use super::{outcome::OutcomeFilter, reduction::Reduction, status::JobStatus};
 use crate::{duration::HumanDuration, rate::RateLimit, target};
 
 /// A job as submitted on `<ns>.jobs.submit`.
@@ -98,6 +98,19 @@ pub enum SourceSpec {
         /// The items.
         items: Vec<InlineItem>,
     },
+    /// Another job's item outcomes, once that job has ended: each item it
+    /// ran (of `status`) with the same id, its `output` as data — or, with
+    /// `"data": "input"`, the data a failed item ran with.
+    Job {
+        /// The job whose outcomes are the items.
+        job: String,
+        /// Which of its items (default: the succeeded ones).
+        #[serde(default, skip_serializing_if = "OutcomeFilter::is_default")]
+        status: OutcomeFilter,
+        /// What becomes each item's data.
+        #[serde(default, skip_serializing_if = "JobSourceData::is_default")]
+        data: JobSourceData,
+    },
     /// A NATS request-reply source (`{cursor, limit}` -> `{items, next_cursor}`).
     Nats {
         /// The subject to request pages on.
@@ -115,8 +128,26 @@ impl SourceSpec {
             SourceSpec::Http(_) => "http",
             SourceSpec::Ids { .. } => "ids",
             SourceSpec::Items { .. } => "items",
+            SourceSpec::Job { .. } => "job",
             SourceSpec::Nats { .. } => "nats",
         }
+    }
+}
+
+/// What a `job` source makes each item's data.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JobSourceData {
+    /// The item's output in the other job.
+    #[default]
+    Output,
+    /// The data a failed item ran with (null for a succeeded one).
+    Input,
+}
+
+impl JobSourceData {
+    fn is_default(&self) -> bool {
+        *self == JobSourceData::Output
     }
 }
 

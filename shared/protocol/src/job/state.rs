@@ -175,7 +175,7 @@ impl JobState {
         let total = spec.inline_len().unwrap_or(0) as u64;
         Self {
             id: spec.id.clone().unwrap_or_default(),
-            status: if spec.after.is_empty() {
+            status: if super::after::waits_for(spec).is_empty() {
                 JobStatus::Pending
             } else {
                 JobStatus::Waiting
@@ -234,7 +234,7 @@ impl JobState {
             JobStatus::Processing
         } else if self.started_at.is_some() {
             JobStatus::Fetching
-        } else if !self.spec.after.is_empty() {
+        } else if !super::after::waits_for(&self.spec).is_empty() {
             JobStatus::Waiting
         } else {
             JobStatus::Pending

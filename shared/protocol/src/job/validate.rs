@@ -97,6 +97,14 @@ fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> Rejection {
 /// version does not have.
 pub fn validate(spec: &JobSpec) -> Result<(), Rejection> {
     validate_source(&spec.source)?;
+    if let SourceSpec::Job { job, .. } = &spec.source {
+        if spec.id.as_deref() == Some(job.as_str()) {
+            return Err(Rejection::new(
+                "source.job",
+                "a job cannot read its own outcomes",
+            ));
+        }
+    }
     validate_handler(&spec.handler)?;
     let s = spec.settings();
     in_range("batch.fetch_size", s.fetch_size, 1, MAX_FETCH_SIZE)?;
@@ -208,6 +216,9 @@ fn validate_source(source: &SourceSpec) -> Result<(), Rejection> {
         SourceSpec::Nats { subject, timeout } => {
             nats_subject("source.subject", subject)?;
             positive("source.timeout", timeout.get())
+        }
+        SourceSpec::Job { job, .. } => {
+            names::validate_job_id(job).map_err(|e| Rejection::new("source.job", e))
         }
     }
 }

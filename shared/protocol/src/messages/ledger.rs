@@ -25,6 +25,10 @@ pub struct ItemResult {
     /// Handler output worth keeping.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub output: Value,
+    /// For a failed item: the data it ran with, so that a job over this
+    /// job's failures (`retry-failed`) runs it as it was.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub input: Value,
     /// For a `steps` handler that failed: the step that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,
@@ -286,6 +290,7 @@ impl ItemOutcome {
             status,
             error,
             output,
+            input,
             failed_step,
             messages,
             attempts,
@@ -305,6 +310,7 @@ impl ItemOutcome {
             status: *status,
             error: error.clone(),
             output: output.clone(),
+            input: input.clone(),
             failed_step: failed_step.clone(),
             messages: messages.clone(),
             attempts: *attempts,
@@ -331,6 +337,7 @@ mod tests {
             status: ItemStatus::Failed,
             error: Some("HTTP 422".into()),
             output: serde_json::json!({"a": 1}),
+            input: Value::Null,
             failed_step: Some("execute".into()),
             messages: vec![StepOutput {
                 step: "ensure".into(),

@@ -155,6 +155,8 @@ fn fetch(g: &mut Grants, scope: &Scope) {
         g.write_bucket(&bucket);
     }
     g.watch_bucket(&n.jobs_bucket());
+    // A `job` source reads another job's outcomes.
+    g.watch_bucket(&n.items_bucket());
     g.lease(Stage::Fetch.as_str());
     g.publish_all(&scope.source_subjects);
 }
