@@ -1,7 +1,7 @@
 #!/bin/sh
 # jetflow's least-privilege roles for namespace "jetflow".
 # Generated from the subject names in the code; do not edit. Made with:
-#   jetflow roles --format nsc --handler-subject 'agents.>' --source-subject 'agents.pages'
+#   jetflow roles --format nsc --handler-subject 'agents.>' --source-subject 'agents.pages' --reduce-subject 'ops.jobs'
 # Run with an operator and account set up (nsc add operator / nsc add account).
 # A user's JWT travels in its CONNECT line, and those of reduce, viewer and
 # admin are longer than nats-server's default 4 KB: set
@@ -52,6 +52,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-fetch \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
@@ -108,6 +109,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-batch \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
@@ -176,6 +178,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-migrate \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
@@ -219,6 +222,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-migrate \
 
 # reduce: connect with --inbox-prefix _INBOX_jetflow_reduce
 nsc add user --account "$ACCOUNT" --name jetflow-reduce \
+  --allow-pub '$JS.ACK.*.*.JETFLOW_NOTIFY.notify.>' \
+  --allow-pub '$JS.ACK.JETFLOW_NOTIFY.notify.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.CONSUMER.CREATE.JETFLOW_RESULTS.>' \
   --allow-pub '$JS.API.CONSUMER.CREATE.JETFLOW_TASKS.*.jetflow.task.*' \
@@ -236,6 +241,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-reduce \
   --allow-pub '$JS.API.CONSUMER.CREATE.KV_jetflow_state.>' \
   --allow-pub '$JS.API.CONSUMER.DELETE.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.DELETE.JETFLOW_TASKS.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_NOTIFY.notify' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_TASKS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_batches.*' \
@@ -244,6 +250,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-reduce \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_jobs.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_specs.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.KV_jetflow_state.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_NOTIFY.notify' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_batches.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.KV_jetflow_checkpoints.*' \
@@ -278,6 +285,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-reduce \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
@@ -326,7 +334,9 @@ nsc add user --account "$ACCOUNT" --name jetflow-reduce \
   --allow-pub '$KV.jetflow_state.>' \
   --allow-pub 'jetflow.dlq.reduce.*' \
   --allow-pub 'jetflow.events.*.*' \
+  --allow-pub 'jetflow.notify.*' \
   --allow-pub 'jetflow.result.*' \
+  --allow-pub 'ops.jobs' \
   --allow-sub '$SRV.INFO' \
   --allow-sub '$SRV.INFO.jetflow-reduce' \
   --allow-sub '$SRV.INFO.jetflow-reduce.*' \
@@ -366,6 +376,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-submitter \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
@@ -392,6 +403,10 @@ nsc add user --account "$ACCOUNT" --name jetflow-submitter \
 
 # worker: connect with --inbox-prefix _INBOX_jetflow_worker
 nsc add user --account "$ACCOUNT" --name jetflow-worker \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_state' \
+  --allow-pub '$JS.API.DIRECT.GET.KV_jetflow_state.$KV.jetflow_state.>' \
+  --allow-pub '$JS.API.STREAM.INFO.KV_jetflow_state' \
+  --allow-pub '$KV.jetflow_state.>' \
   --allow-sub '_INBOX_jetflow_worker.>' \
   --allow-sub 'agents.> jetflow-workers' \
   --allow-pub-response
@@ -424,6 +439,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_DLQ.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_EVENTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_NOTIFY.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RATES.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_SLOTS.*' \
@@ -440,6 +456,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_DLQ' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RATES' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_SLOTS' \
@@ -490,6 +507,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-viewer \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
@@ -543,6 +561,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.ACK.*.*.JETFLOW_DLQ.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.ACK.*.*.JETFLOW_NOTIFY.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_RATES.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_RESULTS.>' \
   --allow-pub '$JS.ACK.*.*.JETFLOW_SLOTS.>' \
@@ -559,6 +578,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.ACK.JETFLOW_DLQ.>' \
   --allow-pub '$JS.ACK.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.ACK.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.ACK.JETFLOW_NOTIFY.>' \
   --allow-pub '$JS.ACK.JETFLOW_RATES.>' \
   --allow-pub '$JS.ACK.JETFLOW_RESULTS.>' \
   --allow-pub '$JS.ACK.JETFLOW_SLOTS.>' \
@@ -579,6 +599,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_JOBS' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.API.CONSUMER.*.JETFLOW_NOTIFY' \
+  --allow-pub '$JS.API.CONSUMER.*.JETFLOW_NOTIFY.>' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RATES' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RATES.>' \
   --allow-pub '$JS.API.CONSUMER.*.JETFLOW_RESULTS' \
@@ -629,6 +651,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_DLQ.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_EVENTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_JOBS.*' \
+  --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_NOTIFY.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RATES.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.INFO.JETFLOW_SLOTS.*' \
@@ -645,6 +668,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_DLQ' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RATES' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.CONSUMER.LIST.JETFLOW_SLOTS' \
@@ -653,6 +677,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_DLQ.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_EVENTS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_JOBS.*' \
+  --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_NOTIFY.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_RATES.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_RESULTS.*' \
   --allow-pub '$JS.API.CONSUMER.MSG.NEXT.JETFLOW_SLOTS.*' \
@@ -673,6 +698,8 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_JOBS' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.API.DIRECT.GET.JETFLOW_NOTIFY' \
+  --allow-pub '$JS.API.DIRECT.GET.JETFLOW_NOTIFY.>' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RATES' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RATES.>' \
   --allow-pub '$JS.API.DIRECT.GET.JETFLOW_RESULTS' \
@@ -710,6 +737,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.*.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.*.JETFLOW_SLOTS' \
@@ -726,6 +754,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.INFO.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.INFO.JETFLOW_SLOTS' \
@@ -742,6 +771,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_DLQ' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_EVENTS' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_JOBS' \
+  --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_NOTIFY' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_RATES' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_RESULTS' \
   --allow-pub '$JS.API.STREAM.MSG.*.JETFLOW_SLOTS' \
@@ -769,6 +799,7 @@ nsc add user --account "$ACCOUNT" --name jetflow-admin \
   --allow-pub '$JS.FC.JETFLOW_DLQ.>' \
   --allow-pub '$JS.FC.JETFLOW_EVENTS.>' \
   --allow-pub '$JS.FC.JETFLOW_JOBS.>' \
+  --allow-pub '$JS.FC.JETFLOW_NOTIFY.>' \
   --allow-pub '$JS.FC.JETFLOW_RATES.>' \
   --allow-pub '$JS.FC.JETFLOW_RESULTS.>' \
   --allow-pub '$JS.FC.JETFLOW_SLOTS.>' \

@@ -24,6 +24,34 @@ pub async fn run_in(nats: &NatsArgs, args: &[&str], timeout: Duration) -> anyhow
     output(command, args, timeout).await
 }
 
+/// Runs `jetflow args…` against `nats` on a real pseudo-terminal (from
+/// `script(1)`), within `timeout`; returns its exit code and what it drew.
+pub async fn on_a_terminal(
+    nats: &NatsArgs,
+    args: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<(Option<i32>, String)> {
+    let command = std::iter::once(binary("jetflow")?.to_string_lossy().into_owned())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = tokio::time::timeout(
+        timeout,
+        tokio::process::Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .envs(shell::env_of(nats))
+            .env("TERM", "xterm")
+            .env("COLUMNS", "120")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("script timed out")?
+    .context("running script(1)")?;
+    Ok((out.status.code(), text(&out.stdout)))
+}
+
 /// Runs `jetflow args…` with exactly `env` of the NATS settings (no
 /// `NATS_*` from this process): for `nats` contexts, which fill in the rest.
 pub async fn run_with_env(

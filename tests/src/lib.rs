@@ -13,6 +13,7 @@ pub mod pki;
 pub mod polyglot;
 pub mod processes;
 pub mod shell;
+pub mod webhook;
 
 pub use env::TestEnv;
 pub use processes::ServiceProcesses;

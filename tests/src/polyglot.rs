@@ -47,12 +47,22 @@ impl ExampleWorker {
 
     /// Starts `node examples/node/<script>` likewise.
     pub async fn node(nats: &NatsArgs, script: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::node_with_args(nats, script, &[], env).await
+    }
+
+    /// Starts `node examples/node/<script> args…` likewise.
+    pub async fn node_with_args(
+        nats: &NatsArgs,
+        script: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = repo().join("examples/node");
         if !dir.join("node_modules/nats").exists() {
             bail!("examples/node/node_modules not found: run `make setup` (npm ci)");
         }
         let mut command = Command::new("node");
-        command.arg(dir.join(script)).current_dir(dir);
+        command.arg(dir.join(script)).args(args).current_dir(dir);
         Self::start(command, nats, script, env).await
     }
 

@@ -52,6 +52,9 @@ enum Command {
     Resume(commands::pause::ResumeArgs),
     /// A new job over the failed items of a finished one (label `retry_of`).
     RetryFailed(commands::retry_failed::RetryFailedArgs),
+    /// A map-reduce job in one command: items, a map handler, reductions;
+    /// `--wait` prints the answers.
+    Mapreduce(commands::mapreduce::MapReduceArgs),
     /// Dead letters: list, show, replay, purge.
     Dlq(commands::dlq::DlqArgs),
     /// Remove jobs that finished long ago, with everything kept of them.
@@ -70,6 +73,8 @@ enum Command {
     /// Limits a target (an HTTP host, a NATS subject) carries for every
     /// job that calls it: set, get, ls, rm.
     Limits(commands::limits::LimitsArgs),
+    /// A job's shared state (what its workers keep in `<ns>_state`): list, get, set, incr, append, add, cas.
+    State(commands::state::StateArgs),
     /// Live service instances and what each is doing (listed if they
     /// answer within --wait, 1 s: a killed instance is gone at once).
     Workers(commands::workers::WorkersArgs),
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
             Command::Pause(args) => commands::pause::pause(args).await,
             Command::Resume(args) => commands::pause::resume(args).await,
             Command::RetryFailed(args) => commands::retry_failed::run(args).await,
+            Command::Mapreduce(args) => commands::mapreduce::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Gc(args) => commands::gc::run(args).await,
             Command::Health(args) => commands::health::run(args).await,
@@ -127,6 +133,7 @@ fn main() -> ExitCode {
             Command::Config(args) => commands::config::run(args).await,
             Command::Limits(args) => commands::limits::run(args).await,
             Command::Workers(args) => commands::workers::run(args).await,
+            Command::State(args) => commands::state::run(args).await,
         }
     });
     match result {

@@ -89,8 +89,9 @@ pub async fn pauses(bus: &Bus, state: &JobState, effects: &Effects) -> Result<()
     Ok(())
 }
 
-/// Publishes the job's final event and logs its tally.
-pub async fn ended(bus: &Bus, state: &JobState) -> Result<()> {
+/// The final event of the job `state` ends: its status, tally, reason and
+/// reductions (also what its notifications send).
+pub fn final_event(state: &JobState) -> JobEvent {
     let kind = match state.status {
         jetflow_protocol::job::JobStatus::Completed => EventKind::Completed,
         jetflow_protocol::job::JobStatus::Partial => EventKind::Partial,
@@ -103,7 +104,12 @@ pub async fn ended(bus: &Bus, state: &JobState) -> Result<()> {
     event.succeeded = Some(state.succeeded);
     event.failed = Some(state.failed);
     event.results = state.results.clone();
-    bus.publish_event(&event, None).await?;
+    event
+}
+
+/// Publishes the job's final event and logs its tally.
+pub async fn ended(bus: &Bus, state: &JobState) -> Result<()> {
+    bus.publish_event(&final_event(state), None).await?;
     tracing::info!(
         job = %state.id,
         status = %state.status,

@@ -10,6 +10,8 @@
 //! - [`stopping`] — cancel, timeout and failure policies: drain, then end.
 //! - [`retention`] — removing jobs that finished long ago.
 //! - [`job_metrics`] — tallies, ends and batches in flight, as metrics.
+//! - [`user_reducers`] — `nats` reductions, folded by the user's code.
+//! - [`notify`] — telling a job's end where its `notify` says, at least once.
 //!
 //! Why no crash can make it count an item twice or lose one:
 //! docs/exactly-once.md.
@@ -18,6 +20,7 @@ pub mod announce;
 pub mod facts;
 pub mod fold;
 pub mod job_metrics;
+pub mod notify;
 pub mod outcomes;
 pub mod reducer;
 pub mod retention;
@@ -28,8 +31,8 @@ use std::sync::Arc;
 
 use jetflow_protocol::{duration::HumanDuration, job::JobState, Stage};
 use jetflow_runtime::{
-    ownership::lease, ownership::supervisor, process::activity::Activity, process::metrics,
-    process::micro, Bus, Error, NatsArgs, Result, ServiceArgs,
+    nats::stage_consumers, ownership::lease, ownership::supervisor, process::activity::Activity,
+    process::metrics, process::micro, Bus, Error, NatsArgs, Result, ServiceArgs,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +49,10 @@ pub struct Config {
     /// How often retention looks for expired jobs.
     #[arg(long, env = "JETFLOW_GC_EVERY", default_value = "10m")]
     pub gc_every: HumanDuration,
+    /// Attempts at delivering a notification of a job's end before it is
+    /// dead-lettered (backoff from 1 s, doubling, up to 1 min apart).
+    #[arg(long, env = "JETFLOW_NOTIFY_ATTEMPTS", default_value_t = 30)]
+    pub notify_attempts: u32,
 }
 
 impl Config {
@@ -55,6 +62,7 @@ impl Config {
             service: ServiceArgs::new(nats),
             retention: Retention(Some(HumanDuration::from_secs(7 * 86_400))),
             gc_every: HumanDuration::from_secs(600),
+            notify_attempts: 30,
         }
     }
 }
@@ -109,6 +117,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if config.gc_every.get().is_zero() {
         return Err(Error::Config("--gc-every: must be above zero".into()));
     }
+    if config.notify_attempts == 0 {
+        return Err(Error::Config(
+            "--notify-attempts: must be above zero".into(),
+        ));
+    }
     let metrics = metrics::serve(
         config.service.metrics.metrics_addr,
         Stage::Reduce.service_name(),
@@ -118,6 +131,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let bus = Bus::connect(
         &config.service.nats,
         Stage::Reduce.service_name(),
+        &shutdown,
+    )
+    .await?;
+    // Bind-only, a missing consumer ends the start here, not in a retry loop.
+    bus.ensure_consumers(
+        &stage_consumers::of(Stage::Reduce, &bus.names, 0),
         &shutdown,
     )
     .await?;
@@ -144,8 +163,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         Stage::Reduce,
         shutdown.clone(),
     ));
+    let notifier = tokio::spawn(notify::deliver(
+        bus.clone(),
+        config.notify_attempts,
+        shutdown.clone(),
+    ));
     reduce_jobs(&bus, &instance, &activity, &job_metrics, &shutdown).await;
-    let _ = tokio::join!(janitor, service);
+    let _ = tokio::join!(janitor, service, notifier);
     if let Some(retention) = retention {
         let _ = retention.await;
     }

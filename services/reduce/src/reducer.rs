@@ -36,7 +36,7 @@ use crate::{
     facts::{self, Count, Fact},
     fold,
     job_metrics::JobMetrics,
-    outcomes, stopping, user_reducers,
+    notify, outcomes, stopping, user_reducers,
 };
 
 /// Most ledger messages folded per checkpoint...
@@ -226,6 +226,11 @@ impl Reducer {
         announce::batches(&self.bus, &next, &effects).await?;
         announce::pauses(&self.bus, &next, &effects).await?;
         self.steer_tasks(&next, &effects).await?;
+        if effects.ended.is_some() {
+            // Before the checkpoint, so a crash in between publishes them
+            // again (the same ids: the stream keeps one of each).
+            notify::publish(&self.bus, &next).await?;
+        }
         self.checkpoint(next).await?;
         if effects.ended.is_some() {
             self.finish().await?;

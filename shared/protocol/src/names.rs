@@ -15,6 +15,10 @@ pub const MAX_JOB_ID_LEN: usize = 100;
 /// Longest item id kept verbatim in a KV key; longer ids are encoded.
 const MAX_VERBATIM_ITEM_KEY: usize = 200;
 
+/// Longest name of a job's shared state value (the `<name>` of its key
+/// `<job>.<name>`).
+pub const MAX_STATE_NAME_LEN: usize = 200;
+
 /// Fetch's durable consumer on submissions (the same in every namespace:
 /// consumers are named within their stream).
 pub const FETCH_CONSUMER: &str = "fetch";
@@ -27,6 +31,8 @@ pub const CONFIG_CONSUMER: &str = "config";
 pub const PAUSE_CONSUMER: &str = "pause";
 /// Batch's durable consumer on pages.
 pub const BATCH_CONSUMER: &str = "batch";
+/// Reduce's durable consumer on notifications to deliver.
+pub const NOTIFY_CONSUMER: &str = "notify";
 
 /// The queue group `nats` handler workers join, in every language, so each
 /// request goes to one of them (and permissions can name it).
@@ -125,6 +131,12 @@ impl Names {
         format!("{}.result.{job}", self.ns)
     }
 
+    /// A job's notifications of its end, waiting to be delivered:
+    /// `<ns>.notify.<job>`.
+    pub fn notify_subject(&self, job: &str) -> String {
+        format!("{}.notify.{job}", self.ns)
+    }
+
     /// A lifecycle event: `<ns>.events.<job>.<event>`.
     pub fn event_subject(&self, job: &str, event: &str) -> String {
         format!("{}.events.{job}.{event}", self.ns)
@@ -215,6 +227,11 @@ impl Names {
         self.stream("SLOTS")
     }
 
+    /// Notifications of jobs' ends waiting to be delivered: `JETFLOW_NOTIFY`.
+    pub fn notify_stream(&self) -> String {
+        self.stream("NOTIFY")
+    }
+
     /// Every stream, in the order they are provisioned.
     pub fn streams(&self) -> Vec<String> {
         vec![
@@ -226,6 +243,7 @@ impl Names {
             self.dlq_stream(),
             self.rates_stream(),
             self.slots_stream(),
+            self.notify_stream(),
         ]
     }
 
@@ -250,6 +268,10 @@ impl Names {
     /// The batch service's durable consumer on pages.
     pub fn batch_consumer(&self) -> String {
         BATCH_CONSUMER.to_string()
+    }
+    /// The reduce service's durable consumer on notifications to deliver.
+    pub fn notify_consumer(&self) -> String {
+        NOTIFY_CONSUMER.to_string()
     }
     /// A job's own task consumer; its `max_ack_pending` is the job's concurrency.
     pub fn task_consumer(&self, job: &str) -> String {
@@ -329,6 +351,12 @@ impl Names {
         format!("{job}.{}", item_key(item_id))
     }
 
+    /// Key of a job's shared state value `name` (checked with
+    /// [`validate_state_name`]): `<job>.<name>`.
+    pub fn state_key(job: &str, name: &str) -> String {
+        format!("{job}.{name}")
+    }
+
     /// Key of a lease held by `role` (e.g. `fetch`, `reduce`) over `job`.
     pub fn lease_key(role: &str, job: &str) -> String {
         format!("{role}.{job}")
@@ -393,6 +421,26 @@ pub fn validate_job_id(id: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{id:?} must be 1-{MAX_JOB_ID_LEN} characters of letters, digits, '_' or '-'"
+        ))
+    }
+}
+
+/// Checks the name of a job's shared state value: 1-200 characters, parts
+/// of ASCII letters, digits, `_`, `-` and `=` joined by single dots
+/// (`processed`, `orgs.seen`). So `<job>.<name>` is a KV key of the job's
+/// alone, with no wildcard, and `<job>.>` covers every name.
+pub fn validate_state_name(name: &str) -> Result<(), String> {
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'='))
+    };
+    if name.len() <= MAX_STATE_NAME_LEN && name.split('.').all(part_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} must be 1-{MAX_STATE_NAME_LEN} characters: letters, digits, '_', '-', '=', and single dots between them"
         ))
     }
 }
@@ -507,6 +555,20 @@ mod tests {
         }
         // injective: an id that looks like an encoding is itself encoded
         assert_ne!(item_key(&keys[0]), keys[0]);
+    }
+
+    #[test]
+    fn state_names_are_kv_key_parts_without_wildcards() {
+        assert_eq!(Names::state_key("j1", "orgs.seen"), "j1.orgs.seen");
+        for ok in ["processed", "orgs.seen", "a-b_c=d", "x"] {
+            assert!(validate_state_name(ok).is_ok(), "{ok}");
+        }
+        let too_long = "x".repeat(MAX_STATE_NAME_LEN + 1);
+        for bad in [
+            "", ".a", "a.", "a..b", "a*", ">", "a b", "ü", "a/b", &too_long,
+        ] {
+            assert!(validate_state_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

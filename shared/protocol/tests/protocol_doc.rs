@@ -36,13 +36,13 @@ use jetflow_protocol::{
         reduction::Results, spec::JobSourceData, BatchRecord, BatchSettings, BatchStatus,
         ConfigChange, Dependency, ErrorSample, ExternalHandler, FailurePolicy, FetchCheckpoint,
         HandlerSpec, HttpHandler, HttpSource, InlineItem, InlineItemOrId, ItemId, ItemOutcome,
-        ItemStatus, JobSpec, JobState, JobStatus, NatsHandler, OpenBatch, OutcomeFilter, Preset,
-        PreviousOutcome, ReduceOp, Reduced, Reduction, SourceSpec, Step, StepCall,
+        ItemStatus, JobSpec, JobState, JobStatus, NatsHandler, Notify, OpenBatch, OutcomeFilter,
+        Preset, PreviousOutcome, ReduceOp, Reduced, Reduction, SourceSpec, Step, StepCall,
     },
     messages::{
         BatchMessage, CancelRequest, EventKind, HandlerReply, HandlerRequest, Item, ItemResult,
-        JobEvent, LedgerEntry, PageReply, PageRequest, PauseRequest, ReduceReply, ReduceRequest,
-        ResumeRequest, StepOutput, StepResume, TaskMessage, TaskQueue,
+        JobEvent, LedgerEntry, Notification, PageReply, PageRequest, PauseRequest, ReduceReply,
+        ReduceRequest, ResumeRequest, StepOutput, StepResume, TaskMessage, TaskQueue,
     },
     names::item_key,
     status::{JobWork, StatusReport, Work},
@@ -571,12 +571,28 @@ fn job_spec(source: SourceSpec, handler: HandlerSpec) -> JobSpec {
             on: vec![JobStatus::Completed, JobStatus::Partial],
         }],
         reduce: reductions(),
+        notify: notifications(),
         timeout: Some(d("2h")),
         labels: BTreeMap::from([("workflow_id".into(), "wf-9".into())]),
         // Unknown fields are kept as they came; the doc allows them
         // (additionalProperties) and lists none.
         extra: BTreeMap::new(),
     }
+}
+
+fn notifications() -> Vec<Notify> {
+    vec![
+        Notify {
+            url: Some("https://hooks.example.com/jobs".into()),
+            subject: None,
+            on: vec![JobStatus::Partial, JobStatus::Failed],
+        },
+        Notify {
+            url: None,
+            subject: Some("ops.jobs".into()),
+            on: vec![JobStatus::Completed],
+        },
+    ]
 }
 
 /// Every op somewhere, every field set somewhere.
@@ -760,6 +776,21 @@ fn item_result() -> ItemResult {
         parked: true,
         duration_ms: 120,
         finished_at: t(5),
+    }
+}
+
+fn final_event() -> JobEvent {
+    JobEvent {
+        job: "migrate-v2-0001".into(),
+        event: EventKind::Partial,
+        at: t(193),
+        reason: None,
+        batch: None,
+        total: Some(10_000),
+        succeeded: Some(9_997),
+        failed: Some(3),
+        tasks: None,
+        results: Results::new(),
     }
 }
 
@@ -1058,6 +1089,19 @@ fn cases() -> Vec<Case> {
             vec![ReduceReply {
                 acc: Some(json!({"word": "jetstream", "len": 9})),
                 error: Some("outputs must be objects".into()),
+            }],
+        ),
+        case(
+            "Notification",
+            "Notification",
+            vec![Notification {
+                job: "migrate-v2-0001".into(),
+                index: 1,
+                target: notifications().remove(0),
+                event: JobEvent {
+                    results: results(),
+                    ..final_event()
+                },
             }],
         ),
         case("JobState", "JobState", vec![job_state()]),
@@ -1471,7 +1515,14 @@ fn addresses_and_examples_use_the_names_rs_makes() {
                 Names::lease_key("fetch", job)
             ),
         ),
-        ("kvState", format!("$KV.{}.{job}.counter", n.state_bucket())),
+        (
+            "kvState",
+            format!(
+                "$KV.{}.{}",
+                n.state_bucket(),
+                Names::state_key(job, "counter")
+            ),
+        ),
     ];
     let key = item_key(odd_item);
     let values = [

@@ -18,7 +18,10 @@
 //! ```
 //!
 //! Workers of one subject share the queue group [`QUEUE_GROUP`], so each
-//! request goes to one of them; run as many as you like.
+//! request goes to one of them; run as many as you like. Workers of one
+//! job keep values together — counters, lists, sets — with [`state`].
+
+pub mod state;
 
 use std::future::Future;
 

@@ -22,7 +22,7 @@ use jetflow_runtime::{
     security::roles::{Role, Scope},
     NatsArgs,
 };
-use jetflow_worker::WorkError;
+use jetflow_worker::{state::StateBucket, WorkError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +33,7 @@ fn scope(namespace: &str) -> Scope {
         handler_subjects: vec![format!("work.{namespace}.>")],
         source_subjects: Vec::new(),
         external_jobs: vec!["lp-external".into()],
+        reduce_subjects: Vec::new(),
     }
 }
 
@@ -148,18 +149,31 @@ async fn pipeline(env: &TestEnv, secured: &Secured) -> anyhow::Result<()> {
     );
     assert!(mock.stats().max_in_flight <= 3, "{:?}", mock.stats());
 
-    // A `nats` handler served by the worker user in its queue group.
+    // A `nats` handler served by the worker user in its queue group,
+    // counting its calls in the job's shared state.
     let stop = CancellationToken::new();
     let subject = format!("work.{ns}.echo");
+    let names = Names::new(&ns).map_err(anyhow::Error::msg)?;
+    let state = StateBucket::open(&jetstream::new(worker.clone()), &names).await?;
     let serving = tokio::spawn(jetflow_worker::serve(
         worker.clone(),
         subject.clone(),
         stop.clone(),
-        |request| async move {
-            if request.item.id.ends_with('9') {
-                Err(WorkError::Failed("nines fail".into()))
-            } else {
-                Ok(json!({"echo": request.item.id}))
+        move |request| {
+            let state = state.clone();
+            async move {
+                let shared = state
+                    .job(&request.job)
+                    .map_err(|e| WorkError::Failed(e.to_string()))?;
+                shared
+                    .incr("calls", 1)
+                    .await
+                    .map_err(|e| WorkError::Retryable(e.to_string()))?;
+                if request.item.id.ends_with('9') {
+                    Err(WorkError::Failed("nines fail".into()))
+                } else {
+                    Ok(json!({"echo": request.item.id}))
+                }
             }
         },
     ));
@@ -172,6 +186,14 @@ async fn pipeline(env: &TestEnv, secured: &Secured) -> anyhow::Result<()> {
     cli::ok(&submitter, &["submit", &file]).await?;
     let state = jobs::wait_for_end(&env.bus, "lp-nats").await?;
     assert_eq!((state.succeeded, state.failed), (45, 5), "{state:#?}");
+    // The worker user can use `jetflow state` too (with a cas).
+    let worker_user = secured.user(Role::Worker);
+    let calls = cli::ok(
+        &worker_user,
+        &["state", "lp-nats", "calls", "cas", "50", "0"],
+    )
+    .await?;
+    assert_eq!(calls.trim(), "swapped: 0");
 
     // An external job worked by the worker user: pull, publish, ack.
     let ids: Vec<String> = (0..30).map(|i| format!("e{i:02}")).collect();
@@ -218,6 +240,8 @@ async fn pipeline(env: &TestEnv, secured: &Secured) -> anyhow::Result<()> {
     assert!(listed.contains("lp-cancel"), "{listed}");
     let workers = cli::ok(&viewer, &["workers"]).await?;
     assert!(workers.contains("migrate"), "{workers}");
+    let shared = cli::ok(&viewer, &["state", "lp-nats", "--json"]).await?;
+    assert_eq!(shared.trim(), r#"{"calls":0}"#);
 
     stop.cancel();
     serving.await??;

@@ -4,33 +4,13 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
-use jetflow_e2e::{cli, jobs, processes::binary, TestEnv};
+use jetflow_e2e::{cli, jobs, TestEnv};
 use serde_json::json;
 
 /// Runs `jetflow args…` on a pseudo-terminal; returns what it drew there.
 async fn on_a_terminal(env: &TestEnv, args: &[&str]) -> anyhow::Result<(Option<i32>, String)> {
-    let command = std::iter::once(binary("jetflow")?.to_string_lossy().into_owned())
-        .chain(args.iter().map(|a| a.to_string()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let out = tokio::time::timeout(
-        jobs::JOB_DEADLINE,
-        tokio::process::Command::new("script")
-            .args(["-qfec", &command, "/dev/null"])
-            .env("NATS_URL", env.nats.nats_url.join(","))
-            .env("JETFLOW_NAMESPACE", &env.nats.namespace)
-            .env("TERM", "xterm")
-            .env("COLUMNS", "120")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .context("script timed out")?
-    .context("running script(1)")?;
-    Ok((out.status.code(), cli::text(&out.stdout)))
+    cli::on_a_terminal(&env.nats, args, jobs::JOB_DEADLINE).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

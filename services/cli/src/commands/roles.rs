@@ -45,6 +45,10 @@ pub struct RolesArgs {
     /// may publish (repeatable).
     #[arg(long = "external-job")]
     pub external_jobs: Vec<String>,
+    /// A subject of `nats` reductions or `notify` entries (repeatable;
+    /// wildcards allowed): reduce may request and publish on it.
+    #[arg(long = "reduce-subject")]
+    pub reduce_subjects: Vec<String>,
     /// The account the `nsc` script adds users to.
     #[arg(long, default_value = "JETFLOW")]
     pub account: String,
@@ -60,6 +64,7 @@ pub async fn run(args: RolesArgs) -> anyhow::Result<u8> {
         handler_subjects: args.handler_subjects,
         source_subjects: args.source_subjects,
         external_jobs: args.external_jobs,
+        reduce_subjects: args.reduce_subjects,
     };
     match args.format {
         Format::Conf => print!("{}", render::server_conf(&names, &scope)),

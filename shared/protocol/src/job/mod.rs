@@ -5,6 +5,7 @@
 
 pub mod after;
 pub mod live;
+pub mod notify;
 pub mod outcome;
 pub mod queue;
 pub mod reduction;
@@ -16,6 +17,7 @@ pub mod validate;
 
 pub use after::Dependency;
 pub use live::ConfigChange;
+pub use notify::Notify;
 pub use outcome::{ItemOutcome, ItemStatus, OutcomeFilter, PreviousOutcome, StepOutput};
 pub use queue::TaskQueue;
 pub use reduction::{ReduceOp, Reduced, Reduction, ValuePath};

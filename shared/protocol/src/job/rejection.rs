@@ -38,3 +38,17 @@ pub(crate) fn nats_subject(field: &str, subject: &str) -> Result<(), Rejection> 
         ))
     }
 }
+
+/// An `http://` or `https://` URL with a host.
+pub(crate) fn http_url(field: &str, url: &str) -> Result<(), Rejection> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        _ => Err(Rejection::new(
+            field,
+            format!("{url:?} is not an http:// or https:// URL"),
+        )),
+    }
+}

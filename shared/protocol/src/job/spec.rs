@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{outcome::OutcomeFilter, reduction::Reduction, status::JobStatus};
+use super::{notify::Notify, outcome::OutcomeFilter, reduction::Reduction, status::JobStatus};
 use crate::{duration::HumanDuration, rate::RateLimit, target};
 
 /// A job as submitted on `<ns>.jobs.submit`.
@@ -51,6 +51,9 @@ pub struct JobSpec {
     /// What the job's item outputs are folded into (`results` in its state).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reduce: Vec<Reduction>,
+    /// Where to tell that the job ended (its final event, at least once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Notify>,
     /// The job fails if it has not finished within this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,

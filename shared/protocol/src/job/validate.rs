@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use async_nats::HeaderMap;
 use serde_json::Value;
 
-use super::rejection::nats_subject;
 pub use super::rejection::Rejection;
+use super::rejection::{http_url, nats_subject};
 use super::spec::{
     Dependency, FailurePolicy, HandlerSpec, HttpHandler, JobSpec, NatsHandler, SourceSpec, StepCall,
 };
@@ -148,6 +148,7 @@ pub fn validate(spec: &JobSpec) -> Result<(), Rejection> {
     }
     validate_after(spec.id.as_deref(), &spec.after)?;
     super::reduction::validate(&spec.reduce)?;
+    super::notify::validate(&spec.notify)?;
     if spec.kind.is_empty() || spec.kind.len() > 100 {
         return Err(Rejection::new("kind", "must be 1-100 characters"));
     }
@@ -293,19 +294,6 @@ fn validate_http(at: &str, http: &HttpHandler) -> Result<(), Rejection> {
 fn validate_nats(at: &str, nats: &NatsHandler) -> Result<(), Rejection> {
     nats_subject(&format!("{at}.subject"), &nats.subject)?;
     positive(&format!("{at}.timeout"), nats.timeout.get())
-}
-
-fn http_url(field: &str, url: &str) -> Result<(), Rejection> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
-        _ => Err(Rejection::new(
-            field,
-            format!("{url:?} is not an http:// or https:// URL"),
-        )),
-    }
 }
 
 pub(crate) fn positive(field: &str, d: std::time::Duration) -> Result<(), Rejection> {

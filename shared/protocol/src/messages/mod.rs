@@ -11,6 +11,7 @@ mod dead_letter;
 mod events;
 mod handler;
 mod ledger;
+mod notify;
 mod work;
 
 pub use control::{CancelRequest, PauseRequest, ResumeRequest};
@@ -23,4 +24,5 @@ pub use handler::{
 // well, where the messages that carry them are.
 pub use crate::job::{StepOutput, TaskQueue};
 pub use ledger::{ItemResult, LedgerEntry};
+pub use notify::Notification;
 pub use work::{by_priority, BatchMessage, Item, StepResume, TaskMessage};

@@ -129,6 +129,14 @@ pub fn stream_configs(names: &Names, replicas: usize) -> Vec<stream::Config> {
             RetentionPolicy::Limits,
             Duration::ZERO,
         ),
+        // Notifications of jobs' ends, each taken away once delivered (or
+        // dead-lettered); one that could not be delivered for a week goes.
+        base(
+            names.notify_stream(),
+            vec![names.notify_subject("*")],
+            RetentionPolicy::WorkQueue,
+            days(7),
+        ),
     ]
 }
 

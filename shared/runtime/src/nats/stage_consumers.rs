@@ -81,6 +81,21 @@ pub fn pages(names: &Names, parallel: usize) -> StageConsumer {
     }
 }
 
+/// Reduce's consumer on notifications of jobs' ends: each is delivered
+/// (and retried, by a nak with a delay) by whichever reduce instance takes
+/// it; one not settled within a minute (an instance that died mid-call)
+/// goes to another.
+pub fn notifications(names: &Names) -> StageConsumer {
+    let mut consumer = durable(
+        names.notify_stream(),
+        names.notify_consumer(),
+        names.notify_subject("*"),
+    );
+    consumer.config.ack_wait = Duration::from_secs(60);
+    consumer.config.max_ack_pending = 100;
+    consumer
+}
+
 /// Fetch's four consumers.
 pub fn fetch(names: &Names) -> Vec<StageConsumer> {
     vec![
@@ -96,7 +111,8 @@ pub fn of(stage: Stage, names: &Names, batch_parallel: usize) -> Vec<StageConsum
     match stage {
         Stage::Fetch => fetch(names),
         Stage::Batch => vec![pages(names, batch_parallel)],
-        Stage::Migrate | Stage::Reduce => Vec::new(),
+        Stage::Reduce => vec![notifications(names)],
+        Stage::Migrate => Vec::new(),
     }
 }
 
@@ -125,7 +141,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fetch_and_batch_pull_from_durable_consumers_migrate_and_reduce_do_not() {
+    fn fetch_batch_and_reduce_pull_from_durable_consumers_migrate_does_not() {
         let names = Names::default();
         let fetch: Vec<_> = of(Stage::Fetch, &names, 8)
             .iter()
@@ -143,6 +159,7 @@ mod tests {
         let batch = of(Stage::Batch, &names, 3);
         assert_eq!(batch[0].config.max_ack_pending, 12);
         assert!(of(Stage::Migrate, &names, 8).is_empty());
-        assert_eq!(all(&names).len(), 5);
+        assert_eq!(of(Stage::Reduce, &names, 8)[0].name(), "notify");
+        assert_eq!(all(&names).len(), 6);
     }
 }

@@ -19,6 +19,7 @@ fn header(comment: &str, names: &Names, scope: &Scope, format: &str) -> String {
         ("--handler-subject", &scope.handler_subjects),
         ("--source-subject", &scope.source_subjects),
         ("--external-job", &scope.external_jobs),
+        ("--reduce-subject", &scope.reduce_subjects),
     ] {
         for value in values {
             let _ = write!(command, " {flag} '{value}'");
@@ -120,12 +121,14 @@ fn nsc_flags(out: &mut String, p: &Permissions) {
 }
 
 /// The scope the files in `deploy/nats/` are made for: the examples'
-/// `agents.*` handler subjects and page source.
+/// `agents.*` handler subjects and page source, and job ends told on
+/// `ops.jobs`.
 pub fn deploy_scope() -> Scope {
     Scope {
         handler_subjects: vec!["agents.>".into()],
         source_subjects: vec!["agents.pages".into()],
         external_jobs: Vec::new(),
+        reduce_subjects: vec!["ops.jobs".into()],
     }
 }
 

@@ -28,8 +28,8 @@ pub enum Role {
     Reduce,
     /// Submits, cancels and reconfigures jobs; reads their state and events.
     Submitter,
-    /// Serves `nats` handler subjects, and works the tasks of named
-    /// `external` jobs; nothing else.
+    /// Serves `nats` handler subjects, works the tasks of named
+    /// `external` jobs, and keeps jobs' shared state; nothing else.
     Worker,
     /// Reads everything (state, batches, items, events, dead letters, micro
     /// stats); changes nothing.
@@ -111,6 +111,9 @@ pub struct Scope {
     pub source_subjects: Vec<String>,
     /// Jobs whose tasks `worker` may pull and whose results it may publish.
     pub external_jobs: Vec<String>,
+    /// Subjects of `nats` reductions and `notify` entries: reduce requests
+    /// and publishes on them.
+    pub reduce_subjects: Vec<String>,
 }
 
 /// The prefix of `role`'s reply subjects (`--inbox-prefix`): its own, so no
@@ -126,7 +129,7 @@ pub fn permissions(names: &Names, role: Role, scope: &Scope) -> Permissions {
         Role::Fetch => fetch(&mut g, scope),
         Role::Batch => batch(&mut g),
         Role::Migrate => migrate(&mut g, scope),
-        Role::Reduce => reduce(&mut g),
+        Role::Reduce => reduce(&mut g, scope),
         Role::Submitter => submitter(&mut g),
         Role::Worker => worker(&mut g, scope),
         Role::Viewer => viewer(&mut g),
@@ -206,7 +209,7 @@ fn migrate(g: &mut Grants, scope: &Scope) {
     g.publish_all(&scope.handler_subjects);
 }
 
-fn reduce(g: &mut Grants) {
+fn reduce(g: &mut Grants, scope: &Scope) {
     let n = g.names.clone();
     g.stage(Stage::Reduce);
     g.read_stream(&n.results_stream());
@@ -231,6 +234,11 @@ fn reduce(g: &mut Grants) {
     }
     g.lease(Stage::Reduce.as_str());
     g.sweep(&n.results_stream());
+    // Jobs' ends to notify: published as a job ends, delivered from the
+    // stream, and sent to users' reducers and notification subjects.
+    g.publish(n.notify_subject("*"));
+    g.pull(&n.notify_stream(), &n.notify_consumer());
+    g.publish_all(&scope.reduce_subjects);
     retention(g);
 }
 
@@ -279,6 +287,9 @@ fn worker(g: &mut Grants, scope: &Scope) {
         ));
     }
     g.responses();
+    // Shared job state: reading values and writing them at a revision
+    // (any job's: a handler serves whichever jobs call it).
+    g.write_bucket(&n.state_bucket());
     for job in &scope.external_jobs {
         g.pull(&n.tasks_stream(), &n.task_consumer(job));
         g.publish(n.result_subject(job));
@@ -395,7 +406,12 @@ mod tests {
             .publish
             .iter()
             .any(|s| s.contains("jobs.submit") || s.contains("task_*")));
-        assert!(!p.publish.iter().any(|s| s.starts_with("$KV.")));
+        // Of the buckets, it writes the shared job state alone.
+        let kv: Vec<&String> = p.publish.iter().filter(|s| s.starts_with("$KV.")).collect();
+        assert_eq!(kv, ["$KV.jetflow_state.>"]);
+        assert!(p
+            .publish
+            .contains("$JS.API.DIRECT.GET.KV_jetflow_state.$KV.jetflow_state.>"));
     }
 
     #[test]
