@@ -25,6 +25,8 @@ use serde_json::Value;
 pub struct Received {
     /// Its `Idempotency-Key` header.
     pub key: Option<String>,
+    /// Its path and query: `/hook?agent=a-1`.
+    pub uri: String,
     /// Its body, as JSON (null if it was not JSON).
     pub body: Value,
     /// The status the receiver answered.
@@ -121,7 +123,12 @@ impl Drop for Webhook {
     }
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let always = shared.always.load(Ordering::SeqCst);
     let fail = shared
         .failing
@@ -140,6 +147,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             .get("Idempotency-Key")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        uri: uri.to_string(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         answered: status.as_u16(),
     };

@@ -228,7 +228,8 @@ impl Reducer {
         self.steer_tasks(&next, &effects).await?;
         if effects.ended.is_some() {
             // Before the checkpoint, so a crash in between publishes them
-            // again (the same ids: the stream keeps one of each).
+            // again (the same ids: the stream keeps one of each). After it,
+            // a reducer would find the job ended and tell no one.
             notify::publish(&self.bus, &next).await?;
         }
         self.checkpoint(next).await?;
@@ -343,6 +344,8 @@ impl Reducer {
     }
 
     async fn finish(&mut self) -> Result<()> {
+        // After the checkpoint: whoever sees the final event can read the
+        // ended state.
         announce::ended(&self.bus, &self.state).await?;
         self.metrics.ended(&self.state);
         let names = self.bus.names.clone();

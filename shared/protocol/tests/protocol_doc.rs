@@ -1290,6 +1290,17 @@ fn rust_values_write_exactly_what_the_schemas_say() {
     report("schemas", &check_rust_values(&Doc::load(), &cases()));
 }
 
+/// The field lists `jetflow submit` warns by know every field a job has:
+/// the samples set every one.
+#[test]
+fn every_field_of_a_job_is_known_to_the_typo_check() {
+    for spec in job_specs() {
+        let value = serde_json::to_value(&spec).unwrap();
+        let unknown = jetflow_protocol::job::fields::unknown(&value);
+        assert!(unknown.is_empty(), "{unknown:?} in {value}");
+    }
+}
+
 #[test]
 fn tagged_unions_and_enums_list_exactly_rusts_variants() {
     let doc = Doc::load();

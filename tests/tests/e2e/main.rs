@@ -10,6 +10,7 @@ mod cli;
 mod dependencies;
 mod deploy_files;
 mod deploy_nats;
+mod dry_run;
 mod flow_control;
 mod gc;
 mod handlers;

@@ -4,6 +4,7 @@ pub mod cancel;
 pub mod config;
 pub mod dev;
 pub mod dlq;
+pub mod dry_run;
 pub mod gc;
 pub mod health;
 pub mod jobs;

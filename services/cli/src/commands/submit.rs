@@ -6,13 +6,13 @@ use anyhow::{bail, Context as _};
 use futures::StreamExt;
 use jetflow_protocol::{
     codec, headers,
-    job::{parse_submission, Invalid, JobSpec, JobState, JobStatus},
+    job::{fields, parse_submission, Invalid, JobSpec, JobState, JobStatus},
     messages::{EventKind, JobEvent},
 };
 use jetflow_runtime::{Bus, NatsArgs};
 use serde_json::Value;
 
-use crate::{connect, exit, progress, render};
+use crate::{commands::dry_run, connect, exit, progress, render};
 
 /// How long to wait for the fetch service to accept or reject a job.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,6 +28,24 @@ pub struct SubmitArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Refuse a job with a field the job format does not have (a typo such
+    /// as `batch.concurency`); without it, such a field is a warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// Show what the job would do, and do none of it: page the source
+    /// read-only, print the item count, the first handler requests as they
+    /// would be sent and an estimate. No handler call; nothing written.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: pages of the source to read.
+    #[arg(long, default_value_t = 1, requires = "dry_run")]
+    pub sample: u32,
+    /// With --dry-run: read every page, for an exact count.
+    #[arg(long, requires = "dry_run")]
+    pub count: bool,
+    /// With --dry-run: handler requests to print.
+    #[arg(long, default_value_t = 3, requires = "dry_run")]
+    pub requests: usize,
     #[command(flatten)]
     pub nats: NatsArgs,
 }
@@ -53,6 +71,27 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
             return Ok(exit::REJECTED);
         }
     };
+    let unknown = fields::unknown(&body);
+    for field in &unknown {
+        eprintln!("warning: {field}");
+    }
+    if args.strict && !unknown.is_empty() {
+        eprintln!(
+            "rejected (--strict): {} field(s) not part of the job format",
+            unknown.len()
+        );
+        return Ok(exit::REJECTED);
+    }
+    if args.dry_run {
+        let spec = parse_submission(None, body.to_string().as_bytes(), || id.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let reach = dry_run::Reach {
+            sample_pages: args.sample.max(1),
+            count: args.count,
+            requests: args.requests,
+        };
+        return dry_run::run(&spec, reach, &args.nats).await;
+    }
     let bus = connect::provisioned(&args.nats).await?;
     match submit(&bus, &id, body).await? {
         Verdict::Accepted => {}

@@ -69,6 +69,18 @@ impl Source {
         }
     }
 
+    /// The source of `spec` if it needs no NATS connection to page (an
+    /// `http` or inline source): what a dry run pages without connecting.
+    pub fn without_nats(spec: &SourceSpec, http: reqwest::Client) -> Option<Source> {
+        match spec {
+            SourceSpec::Http(source) => Some(Source::Http(HttpSource::new(source.clone(), http))),
+            SourceSpec::Ids { .. } | SourceSpec::Items { .. } => {
+                Some(Source::Inline(inline::items(spec)))
+            }
+            SourceSpec::Nats { .. } | SourceSpec::Job { .. } => None,
+        }
+    }
+
     /// Reads the page at `cursor` (`None` = the first) of up to `limit` items.
     pub async fn page(&self, cursor: Option<&str>, limit: u32) -> Result<Page, SourceError> {
         match self {

@@ -39,12 +39,23 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// Calls `spec` for the item of `call`.
-pub async fn call(
-    client: &reqwest::Client,
-    spec: &HttpHandler,
-    call: &Call<'_>,
-) -> Result<Value, HandlerError> {
+/// The request a call makes, before it is sent: what `jetflow submit
+/// --dry-run` prints, so a preview is exactly what migrate sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// The method, upper case.
+    pub method: Method,
+    /// The URL, `{id}` filled in.
+    pub url: String,
+    /// The idempotency header and the spec's headers, in the order sent
+    /// (trace context is added when it is sent).
+    pub headers: Vec<(String, String)>,
+    /// The JSON body, if the request has one.
+    pub body: Option<Value>,
+}
+
+/// The request `spec` makes for the item of `call`.
+pub fn plan(spec: &HttpHandler, call: &Call<'_>) -> Result<Planned, HandlerError> {
     let item = call.item;
     let url = spec.url.replace(
         "{id}",
@@ -56,18 +67,40 @@ pub async fn call(
         Some(template) => render(template, item, call.params, call.input),
         None => call.params.clone(),
     };
+    let mut headers = vec![(spec.idempotency_header.clone(), call.idempotency_key())];
+    headers.extend(spec.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let body = (method != Method::GET && !body.is_null()).then_some(body);
+    Ok(Planned {
+        method,
+        url,
+        headers,
+        body,
+    })
+}
+
+/// Calls `spec` for the item of `call`.
+pub async fn call(
+    client: &reqwest::Client,
+    spec: &HttpHandler,
+    call: &Call<'_>,
+) -> Result<Value, HandlerError> {
+    let Planned {
+        method,
+        url,
+        headers,
+        body,
+    } = plan(spec, call)?;
     let mut request = client
         .request(method.clone(), &url)
-        .timeout(spec.timeout.get())
-        .header(spec.idempotency_header.as_str(), call.idempotency_key());
-    for (name, value) in &spec.headers {
+        .timeout(spec.timeout.get());
+    for (name, value) in &headers {
         request = request.header(name, value);
     }
     for (name, value) in trace::headers_of(&tracing::Span::current()) {
         request = request.header(name, value);
     }
-    if method != Method::GET && !body.is_null() {
-        request = request.json(&body);
+    if let Some(body) = &body {
+        request = request.json(body);
     }
     let response = request.send().await.map_err(|e| {
         let what = if e.is_timeout() {

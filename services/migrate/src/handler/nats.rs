@@ -21,12 +21,9 @@ use super::{Call, HandlerError};
 /// Longest part of an undecodable reply quoted in the item's error.
 const MAX_QUOTED: usize = 300;
 
-/// Sends `call`'s item to `spec.subject` and waits for the worker's reply.
-pub async fn call(
-    client: &async_nats::Client,
-    spec: &NatsHandler,
-    call: &Call<'_>,
-) -> Result<Value, HandlerError> {
+/// The request and headers a call sends (trace context is added when it
+/// is sent): what `jetflow submit --dry-run` prints.
+pub fn plan(call: &Call<'_>) -> (HandlerRequest, HeaderMap) {
     let request = HandlerRequest {
         job: call.job.to_string(),
         item: call.item.clone(),
@@ -39,6 +36,16 @@ pub async fn call(
     hdrs.insert(headers::JOB, call.job);
     hdrs.insert(headers::ITEM, call.item.id.as_str());
     hdrs.insert(headers::IDEMPOTENCY_KEY, call.idempotency_key().as_str());
+    (request, hdrs)
+}
+
+/// Sends `call`'s item to `spec.subject` and waits for the worker's reply.
+pub async fn call(
+    client: &async_nats::Client,
+    spec: &NatsHandler,
+    call: &Call<'_>,
+) -> Result<Value, HandlerError> {
+    let (request, mut hdrs) = plan(call);
     trace::inject_current(&mut hdrs);
     let reply = client
         .send_request(

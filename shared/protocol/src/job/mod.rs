@@ -4,6 +4,7 @@
 //! never the other way round.
 
 pub mod after;
+pub mod fields;
 pub mod live;
 pub mod notify;
 pub mod outcome;
