@@ -15,13 +15,10 @@ import asyncio
 import json
 import os
 
-import nats
-
-from jetflow_protocol import QUEUE_GROUP, failure, run_until_stopped, success
+from jetflow_protocol import failure, serve, success
 
 
 async def main() -> None:
-    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     subject = os.environ.get("SUBJECT", "agents.ensure-thread")
 
     async def handle(msg) -> None:
@@ -46,10 +43,7 @@ async def main() -> None:
             )
         )
 
-    await nc.subscribe(subject, queue=QUEUE_GROUP, cb=handle)
-    await nc.flush()
-    print(f"ready: {subject}", flush=True)
-    await run_until_stopped(nc)
+    await serve(subject, handle)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ worker needs. Not an SDK: plain JSON over any NATS client."""
 import asyncio
 import base64
 import json
+import os
 import re
 import signal
+
+import nats
 
 #: Workers of one subject share this queue group (any name works).
 QUEUE_GROUP = "jetflow-workers"
@@ -40,3 +43,14 @@ async def run_until_stopped(nc) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await nc.drain()
+
+
+async def serve(subject: str, handle) -> None:
+    """Connects to `NATS_URL`, answers requests on `subject` with `handle`
+    (an async function of the message) in the queue group, prints
+    `ready: <subject>` once subscribed, and serves until SIGTERM or SIGINT."""
+    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    await nc.subscribe(subject, queue=QUEUE_GROUP, cb=handle)
+    await nc.flush()
+    print(f"ready: {subject}", flush=True)
+    await run_until_stopped(nc)

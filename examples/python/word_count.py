@@ -18,9 +18,7 @@ import asyncio
 import json
 import os
 
-import nats
-
-from jetflow_protocol import QUEUE_GROUP, failure, run_until_stopped, success
+from jetflow_protocol import failure, serve, success
 
 
 def count(data) -> dict:
@@ -35,7 +33,6 @@ def count(data) -> dict:
 
 
 async def main() -> None:
-    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     subject = os.environ.get("SUBJECT", "words.count")
     slow = int(os.environ.get("SLOW_MS", "0")) / 1000
 
@@ -53,10 +50,7 @@ async def main() -> None:
         except ValueError as err:
             await msg.respond(failure(str(err), False))
 
-    await nc.subscribe(subject, queue=QUEUE_GROUP, cb=handle)
-    await nc.flush()
-    print(f"ready: {subject}", flush=True)
-    await run_until_stopped(nc)
+    await serve(subject, handle)
 
 
 if __name__ == "__main__":

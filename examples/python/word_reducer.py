@@ -19,9 +19,7 @@ import asyncio
 import json
 import os
 
-import nats
-
-from jetflow_protocol import QUEUE_GROUP, run_until_stopped
+from jetflow_protocol import serve
 
 
 def fold(acc, outputs) -> dict:
@@ -38,7 +36,6 @@ def fold(acc, outputs) -> dict:
 
 
 async def main() -> None:
-    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     subject = os.environ.get("SUBJECT", "words.reduce")
 
     async def handle(msg) -> None:
@@ -49,10 +46,7 @@ async def main() -> None:
             reply = {"error": str(err)}
         await msg.respond(json.dumps(reply).encode())
 
-    await nc.subscribe(subject, queue=QUEUE_GROUP, cb=handle)
-    await nc.flush()
-    print(f"ready: {subject}", flush=True)
-    await run_until_stopped(nc)
+    await serve(subject, handle)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    rejection::{http_url, nats_subject, Rejection},
+    rejection::{ended_statuses, http_url, nats_subject, Rejection},
     status::JobStatus,
 };
 
@@ -74,15 +74,7 @@ pub fn validate(notify: &[Notify]) -> Result<(), Rejection> {
                 ))
             }
         }
-        if n.on.is_empty() {
-            return Err(Rejection::new(field("on"), "must name at least one status"));
-        }
-        if let Some(status) = n.on.iter().find(|s| !s.is_terminal()) {
-            return Err(Rejection::new(
-                field("on"),
-                format!("{status} is not a status a job ends in (completed, partial, failed, cancelled)"),
-            ));
-        }
+        ended_statuses(&field("on"), &n.on)?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! A job refused, with the field at fault; and the checks of a field that
 //! more than one part of a spec shares.
 
+use super::status::JobStatus;
+
 /// A job that was refused, with the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
@@ -50,5 +52,22 @@ pub(crate) fn http_url(field: &str, url: &str) -> Result<(), Rejection> {
             field,
             format!("{url:?} is not an http:// or https:// URL"),
         )),
+    }
+}
+
+/// A list of statuses a job ends in (an `after`'s or a `notify`'s `on`):
+/// at least one, each an ended status.
+pub(crate) fn ended_statuses(field: &str, statuses: &[JobStatus]) -> Result<(), Rejection> {
+    if statuses.is_empty() {
+        return Err(Rejection::new(field, "must name at least one status"));
+    }
+    match statuses.iter().find(|s| !s.is_terminal()) {
+        Some(status) => Err(Rejection::new(
+            field,
+            format!(
+                "{status} is not a status a job ends in (completed, partial, failed, cancelled)"
+            ),
+        )),
+        None => Ok(()),
     }
 }

@@ -11,7 +11,7 @@ use async_nats::HeaderMap;
 use serde_json::Value;
 
 pub use super::rejection::Rejection;
-use super::rejection::{http_url, nats_subject};
+use super::rejection::{ended_statuses, http_url, nats_subject};
 use super::spec::{
     Dependency, FailurePolicy, HandlerSpec, HttpHandler, JobSpec, NatsHandler, SourceSpec, StepCall,
 };
@@ -180,15 +180,7 @@ fn validate_after(id: Option<&str>, after: &[Dependency]) -> Result<(), Rejectio
                 format!("{} is named twice", dep.job),
             ));
         }
-        if dep.on.is_empty() {
-            return Err(Rejection::new(field("on"), "must name at least one status"));
-        }
-        if let Some(status) = dep.on.iter().find(|s| !s.is_terminal()) {
-            return Err(Rejection::new(
-                field("on"),
-                format!("{status} is not a status a job ends in (completed, partial, failed, cancelled)"),
-            ));
-        }
+        ended_statuses(&field("on"), &dep.on)?;
     }
     Ok(())
 }
