@@ -8,7 +8,7 @@ TOOLS := .tools
 NATS_SERVER := $(TOOLS)/nats/bin/nats-server
 PYTHON ?= python3
 
-.PHONY: setup demo test bench lint clean-tools
+.PHONY: setup demo test bench lint clean-tools chromium
 
 # The worker examples (examples/python, examples/node) run in the tests.
 PY_ENV := $(TOOLS)/py
@@ -20,8 +20,13 @@ ASYNCAPI_MODULES := tools/asyncapi/node_modules
 PROMETHEUS_DEB := prometheus=2.42.0+ds-5+b6
 PROMETHEUS := $(TOOLS)/prometheus/usr/bin/prometheus
 
+# Headless Chromium and its WebDriver for the browser tests, from Debian
+# (installed system-wide: chromium needs its shared libraries).
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+
 setup: $(NATS_SERVER) $(PY_ENV)/.installed $(NODE_MODULES)/.installed $(PROMETHEUS) \
-	$(ASYNCAPI_MODULES)/.installed
+	$(ASYNCAPI_MODULES)/.installed chromium
 
 $(NATS_SERVER):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
@@ -47,6 +52,16 @@ $(PROMETHEUS):
 		(apt-get update -qq && apt-get download $(PROMETHEUS_DEB)))
 	dpkg -x $(TOOLS)/debs/prometheus_*.deb $(TOOLS)/prometheus
 	@$(PROMETHEUS) --version | head -1
+
+# A check rather than a file target: either binary missing alone means a
+# half-installed pair, and apt-get puts both in place.
+chromium:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		set -e; \
+		apt-get install -y -qq --no-install-recommends chromium chromium-driver || \
+			(apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver); \
+		$(CHROMEDRIVER) --version; \
+	fi
 
 # Runs the 10,000-agent migration against a built-in mock API on a child nats-server.
 demo: setup

@@ -1,8 +1,11 @@
 //! The end-to-end test harness: a real nats-server per test, the four
 //! services (in-process or as their own processes), a mock agents API over
-//! real HTTP, and helpers that wait for conditions with deadlines.
+//! real HTTP, a headless Chromium, and helpers that wait for conditions
+//! with deadlines.
 
+pub mod browser;
 pub mod cli;
+pub mod dashboard;
 pub mod env;
 pub mod faults;
 pub mod jobs;

@@ -7,6 +7,7 @@ mod job_state;
 mod progress;
 mod render;
 mod stage_arg;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -78,6 +79,8 @@ enum Command {
     /// Live service instances and what each is doing (listed if they
     /// answer within --wait, 1 s: a killed instance is gone at once).
     Workers(commands::workers::WorkersArgs),
+    /// A web page to watch jobs (and, with --allow-actions, act on them).
+    Ui(ui::UiArgs),
 }
 
 /// Exit codes scripts can rely on.
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
             Command::Config(args) => commands::config::run(args).await,
             Command::Limits(args) => commands::limits::run(args).await,
             Command::Workers(args) => commands::workers::run(args).await,
+            Command::Ui(args) => ui::run(args).await,
             Command::State(args) => commands::state::run(args).await,
         }
     });

@@ -191,6 +191,22 @@ fn write_open_batches(out: &mut String, state: &JobState) {
 
 /// The job's recent errors, one per item.
 fn write_errors(out: &mut String, state: &JobState) {
+    let groups = &state.error_groups;
+    if !groups.is_empty() {
+        let _ = writeln!(out, "errors:");
+        for group in &groups.groups {
+            let _ = writeln!(
+                out,
+                "  {:>7}  {}  (e.g. {})",
+                group.count,
+                jetflow_protocol::text::quote(&group.error, 100),
+                group.items.join(", ")
+            );
+        }
+        if groups.other > 0 {
+            let _ = writeln!(out, "  {:>7}  other messages", groups.other);
+        }
+    }
     if !state.errors.is_empty() {
         let _ = writeln!(out, "recent errors:");
         for sample in &state.errors {

@@ -34,10 +34,11 @@ use jetflow_protocol::{
     headers,
     job::{
         reduction::Results, spec::JobSourceData, BatchRecord, BatchSettings, BatchStatus,
-        ConfigChange, Dependency, ErrorSample, ExternalHandler, FailurePolicy, FetchCheckpoint,
-        HandlerSpec, HttpHandler, HttpSource, InlineItem, InlineItemOrId, ItemId, ItemOutcome,
-        ItemStatus, JobSpec, JobState, JobStatus, NatsHandler, Notify, OpenBatch, OutcomeFilter,
-        Preset, PreviousOutcome, ReduceOp, Reduced, Reduction, SourceSpec, Step, StepCall,
+        ConfigChange, Dependency, ErrorGroup, ErrorGroups, ErrorSample, ExternalHandler,
+        FailurePolicy, FetchCheckpoint, HandlerSpec, HttpHandler, HttpSource, InlineItem,
+        InlineItemOrId, ItemId, ItemOutcome, ItemStatus, JobSpec, JobState, JobStatus, NatsHandler,
+        Notify, OpenBatch, OutcomeFilter, Preset, PreviousOutcome, ReduceOp, Reduced, Reduction,
+        SourceSpec, Step, StepCall,
     },
     messages::{
         BatchMessage, CancelRequest, EventKind, HandlerReply, HandlerRequest, Item, ItemResult,
@@ -917,6 +918,19 @@ fn job_state() -> JobState {
             item: "agent-00412".into(),
             error: "HTTP 422".into(),
         }],
+        error_groups: ErrorGroups {
+            groups: vec![ErrorGroup {
+                error: "HTTP 422: agent agent-# is incompatible".into(),
+                example: "HTTP 422: agent agent-00097 is incompatible".into(),
+                count: 3,
+                items: vec![
+                    "agent-00097".into(),
+                    "agent-00194".into(),
+                    "agent-00412".into(),
+                ],
+            }],
+            other: 2,
+        },
         results: results(),
         open_batches: BTreeMap::from([(
             199,

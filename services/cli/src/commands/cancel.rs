@@ -28,19 +28,7 @@ pub struct CancelArgs {
 pub async fn run(args: CancelArgs) -> anyhow::Result<u8> {
     let bus = connect::existing(&args.nats).await?;
     job_state::load(&bus, &args.job).await?;
-    let request = CancelRequest {
-        reason: args.reason,
-    };
-    bus.js
-        .publish_with_headers(
-            bus.names.cancel_subject(&args.job),
-            codec::headers_for(codec::Format::Json),
-            codec::to_json(&request),
-        )
-        .await
-        .context("publishing the cancel request")?
-        .await
-        .context("storing the cancel request")?;
+    request(&bus, &args.job, args.reason).await?;
     if !args.wait {
         eprintln!("cancel requested for {}", args.job);
         return Ok(exit::OK);
@@ -52,4 +40,23 @@ pub async fn run(args: CancelArgs) -> anyhow::Result<u8> {
     let state = progress::follow(&bus, &args.job).await?;
     print_final(&state, false);
     Ok(exit_code(state.status))
+}
+
+/// Stores a cancel request for `job` (the dashboard's cancel too).
+pub(crate) async fn request(
+    bus: &jetflow_runtime::Bus,
+    job: &str,
+    reason: Option<String>,
+) -> anyhow::Result<()> {
+    bus.js
+        .publish_with_headers(
+            bus.names.cancel_subject(job),
+            codec::headers_for(codec::Format::Json),
+            codec::to_json(&CancelRequest { reason }),
+        )
+        .await
+        .context("publishing the cancel request")?
+        .await
+        .context("storing the cancel request")?;
+    Ok(())
 }

@@ -88,26 +88,7 @@ async fn set(nats: &NatsArgs, job: &str, settings: &[String], no_wait: bool) -> 
         .and_then(|c| c.validate().map(|()| c))
         .map_err(|r| anyhow::anyhow!("{r}"))?;
     let bus = connect::existing(nats).await?;
-    let before = job_state::load(&bus, job).await?;
-    if !before.status.is_active() {
-        bail!(
-            "job {job} is {}: live settings apply to running jobs",
-            before.status
-        );
-    }
-    change
-        .fits(&before.spec)
-        .map_err(|r| anyhow::anyhow!("{r}"))?;
-    bus.js
-        .publish_with_headers(
-            bus.names.config_subject(job),
-            codec::headers_for(codec::Format::Json),
-            codec::to_json(&change),
-        )
-        .await
-        .context("publishing the settings change")?
-        .await
-        .context("storing the settings change")?;
+    let before = request(&bus, job, &change).await?;
     if no_wait {
         eprintln!("settings change requested for {job}");
         return Ok(exit::OK);
@@ -121,6 +102,36 @@ async fn set(nats: &NatsArgs, job: &str, settings: &[String], no_wait: bool) -> 
         println!("{job}: {name} {old} -> {new}");
     }
     Ok(exit::OK)
+}
+
+/// Checks `change` against the running `job` and stores it (the
+/// dashboard's settings form too); returns the state it was checked on.
+pub(crate) async fn request(
+    bus: &jetflow_runtime::Bus,
+    job: &str,
+    change: &ConfigChange,
+) -> anyhow::Result<jetflow_protocol::job::JobState> {
+    let before = job_state::load(bus, job).await?;
+    if !before.status.is_active() {
+        bail!(
+            "job {job} is {}: live settings apply to running jobs",
+            before.status
+        );
+    }
+    change
+        .fits(&before.spec)
+        .map_err(|r| anyhow::anyhow!("{r}"))?;
+    bus.js
+        .publish_with_headers(
+            bus.names.config_subject(job),
+            codec::headers_for(codec::Format::Json),
+            codec::to_json(change),
+        )
+        .await
+        .context("publishing the settings change")?
+        .await
+        .context("storing the settings change")?;
+    Ok(before)
 }
 
 /// Polls the job's state until it carries `change` (or the job ended).
@@ -158,7 +169,7 @@ async fn wait_applied(
     }
 }
 
-fn values(live: &ConfigChange) -> [String; 4] {
+pub(crate) fn values(live: &ConfigChange) -> [String; 4] {
     let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     [
         show(live.concurrency.map(|c| c.to_string())),

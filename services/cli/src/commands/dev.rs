@@ -38,6 +38,13 @@ pub struct DevArgs {
     /// The demo job's concurrency (items in flight).
     #[arg(long, default_value_t = 100)]
     pub concurrency: u32,
+    /// Serve the dashboard (`jetflow ui`) here, on loopback; `off` for none.
+    /// A free port is used when this one is taken.
+    #[arg(long, default_value = crate::ui::DEFAULT_LISTEN)]
+    pub ui: String,
+    /// Let the dashboard act: cancel, pause, settings, retries, dead letters.
+    #[arg(long)]
+    pub ui_actions: bool,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<u8> {
@@ -55,6 +62,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<u8> {
     let shutdown = CancellationToken::new();
     jetflow_runtime::process::signals::install(shutdown.clone());
     let services = start_services(&nats, &shutdown);
+    start_ui(&nats, &args, &shutdown).await?;
 
     let code = if args.demo {
         let result = demo(&nats, &args, &shutdown).await;
@@ -131,6 +139,48 @@ fn start_services(nats: &NatsArgs, shutdown: &CancellationToken) -> TaskTracker 
     tasks.spawn(async move { report(Stage::Reduce)(jetflow_reduce::run(reduce, s).await) });
     tasks.close();
     tasks
+}
+
+/// The dashboard, beside the services, until `shutdown`.
+async fn start_ui(
+    nats: &NatsArgs,
+    args: &DevArgs,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    if args.ui == "off" {
+        return Ok(());
+    }
+    let listen: std::net::SocketAddr = args.ui.parse().with_context(|| {
+        format!(
+            "--ui {:?}: expected an address like 127.0.0.1:8233, or off",
+            args.ui
+        )
+    })?;
+    if !listen.ip().is_loopback() {
+        anyhow::bail!("--ui {listen}: jetflow dev serves the dashboard on loopback only (use jetflow ui --auth-token for more)");
+    }
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(_) => tokio::net::TcpListener::bind((listen.ip(), 0))
+            .await
+            .context("--ui: cannot listen")?,
+    };
+    let bus = connect::provisioned(nats).await?;
+    eprintln!(
+        "jetflow dev: dashboard at http://{}/",
+        listener.local_addr()?
+    );
+    let options = crate::ui::Options {
+        allow_actions: args.ui_actions,
+        ..Default::default()
+    };
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(err) = crate::ui::serve(bus, options, listener, shutdown).await {
+            tracing::error!(error = %err, "dashboard stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn demo(nats: &NatsArgs, args: &DevArgs, shutdown: &CancellationToken) -> anyhow::Result<u8> {

@@ -33,50 +33,30 @@ pub struct HealthArgs {
 
 /// The health report (also `--json`'s shape).
 #[derive(Debug, Default, Serialize)]
-struct Health {
-    healthy: bool,
-    nats_rtt_ms: f64,
-    streams: Vec<Thing>,
-    consumers: Vec<Thing>,
-    buckets: Vec<Thing>,
-    instances: Vec<Thing>,
-    breakers: Vec<Thing>,
-    limits: Vec<Thing>,
-    problems: Vec<String>,
+pub struct Health {
+    pub healthy: bool,
+    pub nats_rtt_ms: f64,
+    pub streams: Vec<Thing>,
+    pub consumers: Vec<Thing>,
+    pub buckets: Vec<Thing>,
+    pub instances: Vec<Thing>,
+    pub breakers: Vec<Thing>,
+    pub limits: Vec<Thing>,
+    pub problems: Vec<String>,
 }
 
 /// One checked thing: its name and what was measured.
 #[derive(Debug, Serialize)]
-struct Thing {
-    name: String,
-    ok: bool,
-    detail: String,
+pub struct Thing {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
 }
 
 /// Runs every check, prints the report, and exits 1 if anything is missing.
 pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
     let (client, js, names) = connect::bare(&args.nats).await?;
-    let names = &names;
-    let mut health = Health::default();
-
-    let started = Instant::now();
-    client.flush().await?;
-    health.nats_rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
-
-    health.streams = check_streams(&js, names).await;
-    health.consumers = check_durable_consumers(&js, names).await;
-    health
-        .consumers
-        .extend(check_task_consumers(&js, names).await);
-    health.buckets = check_buckets(&js, names).await;
-    let reports = micro::gather(&client, names.namespace(), Duration::from_secs(1)).await?;
-    health.instances = check_instances(&reports);
-    health.breakers = check_breakers(&reports);
-    health.limits = check_limits(&js, names).await;
-
-    health.problems = problems(&health);
-    health.healthy = health.problems.is_empty();
-
+    let health = check(&client, &js, &names).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&health)?);
     } else {
@@ -87,6 +67,34 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<u8> {
     } else {
         exit::FAILED
     })
+}
+
+/// Runs every check (the dashboard's health page shows the same report).
+pub async fn check(
+    client: &async_nats::Client,
+    js: &Context,
+    names: &Names,
+) -> anyhow::Result<Health> {
+    let mut health = Health::default();
+
+    let started = Instant::now();
+    client.flush().await?;
+    health.nats_rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    health.streams = check_streams(js, names).await;
+    health.consumers = check_durable_consumers(js, names).await;
+    health
+        .consumers
+        .extend(check_task_consumers(js, names).await);
+    health.buckets = check_buckets(js, names).await;
+    let reports = micro::gather(client, names.namespace(), Duration::from_secs(1)).await?;
+    health.instances = check_instances(&reports);
+    health.breakers = check_breakers(&reports);
+    health.limits = check_limits(js, names).await;
+
+    health.problems = problems(&health);
+    health.healthy = health.problems.is_empty();
+    Ok(health)
 }
 
 /// Every stream jetflow provisions: its messages, bytes, consumers and replicas.
@@ -318,7 +326,7 @@ fn consumer_thing(stream: &str, info: &async_nats::jetstream::consumer::Info) ->
     }
 }
 
-fn table(h: &Health) -> String {
+pub fn table(h: &Health) -> String {
     let mut rows = vec![["".to_string(), "WHAT".into(), "STATE".into()]];
     rows.push([
         "ok".into(),

@@ -108,7 +108,7 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
 }
 
 /// Publishes `request` on `subject` and waits for the jobs stream to have it.
-async fn send(
+pub(crate) async fn send(
     bus: &Bus,
     subject: String,
     request: &impl Serialize,

@@ -82,13 +82,13 @@ pub async fn run(args: ResultsArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-enum Output<W: Write> {
+pub(crate) enum Output<W: Write> {
     Json(std::io::BufWriter<W>),
     Csv(Box<csv::Writer<W>>),
 }
 
 impl<W: Write> Output<W> {
-    fn new(format: Format, w: W) -> anyhow::Result<Self> {
+    pub(crate) fn new(format: Format, w: W) -> anyhow::Result<Self> {
         Ok(match format {
             Format::Json => Output::Json(std::io::BufWriter::new(w)),
             Format::Csv => {
@@ -99,7 +99,7 @@ impl<W: Write> Output<W> {
         })
     }
 
-    fn write(&mut self, outcome: &ItemOutcome, raw: &[u8]) -> anyhow::Result<()> {
+    pub(crate) fn write(&mut self, outcome: &ItemOutcome, raw: &[u8]) -> anyhow::Result<()> {
         match self {
             Output::Json(w) => {
                 w.write_all(raw)?;
@@ -119,7 +119,7 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
-    fn finish(self) -> anyhow::Result<()> {
+    pub(crate) fn finish(self) -> anyhow::Result<()> {
         let flushed = match self {
             Output::Json(mut w) => w.flush().map_err(anyhow::Error::from),
             Output::Csv(mut w) => w.flush().map_err(anyhow::Error::from),

@@ -47,18 +47,13 @@ pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
         eprintln!("job {} has no failed items", old.id);
         return Ok(exit::OK);
     }
-    let id = match args.id {
-        Some(id) => id,
-        None => free_id(&bus, &old.id).await?,
-    };
-    let body = serde_json::to_value(retry_spec(&old, &id))?;
-    match submit::submit(&bus, &id, body).await? {
-        Verdict::Accepted => {}
-        Verdict::Rejected(reason) => {
+    let id = match submit_retry(&bus, &old, args.id).await? {
+        Ok(id) => id,
+        Err(reason) => {
             eprintln!("rejected: {reason}");
             return Ok(exit::REJECTED);
         }
-    }
+    };
     eprintln!(
         "submitted {id}: the {} failed items of {}",
         old.failed, old.id
@@ -70,6 +65,25 @@ pub async fn run(args: RetryFailedArgs) -> anyhow::Result<u8> {
     let state = progress::follow(&bus, &id).await?;
     print_final(&state, false);
     Ok(exit_code(state.status))
+}
+
+/// Submits the job over `old`'s failed items, as `id` or the next free
+/// `<job>-retry-<n>` (the dashboard's retry too): its id, or why it was
+/// rejected.
+pub(crate) async fn submit_retry(
+    bus: &Bus,
+    old: &JobState,
+    id: Option<String>,
+) -> anyhow::Result<Result<String, String>> {
+    let id = match id {
+        Some(id) => id,
+        None => free_id(bus, &old.id).await?,
+    };
+    let body = serde_json::to_value(retry_spec(old, &id))?;
+    Ok(match submit::submit(bus, &id, body).await? {
+        Verdict::Accepted => Ok(id),
+        Verdict::Rejected(reason) => Err(reason),
+    })
 }
 
 /// `old`'s spec as job `id` over its failed items, labelled `retry_of`.

@@ -298,6 +298,7 @@ fn duplicates<'a>(
 fn count_new(state: &mut JobState, result: &ItemResult, effects: &mut Effects) {
     add_to_tally(state, result);
     sample_error(state, result);
+    group_error(state, result);
     reductions::add(state, &ItemView::of_result(result), effects);
     if let Some(open) = state.open_batches.get_mut(&result.batch) {
         if result.parked {
@@ -351,9 +352,20 @@ fn sample_error(state: &mut JobState, result: &ItemResult) {
     }
 }
 
+/// What a failure without an error text is grouped under.
+const UNKNOWN_ERROR: &str = "unknown error";
+
+/// Counts a failure in its message's group.
+fn group_error(state: &mut JobState, result: &ItemResult) {
+    if result.status == ItemStatus::Failed {
+        let error = result.error.as_deref().unwrap_or(UNKNOWN_ERROR);
+        state.error_groups.add(error, &result.id);
+    }
+}
+
 /// Whether the job's failure policy says this failure ends the job.
 fn failure_policy_breach(state: &JobState, result: &ItemResult) -> Option<String> {
-    let error = result.error.as_deref().unwrap_or("unknown error");
+    let error = result.error.as_deref().unwrap_or(UNKNOWN_ERROR);
     match state.spec.failure_policy {
         FailurePolicy::Continue => None,
         FailurePolicy::FailFast => Some(format!(
@@ -389,11 +401,14 @@ fn correct(
         ItemStatus::Succeeded => state.succeeded = state.succeeded.saturating_sub(1),
         ItemStatus::Failed => {
             state.failed = state.failed.saturating_sub(1);
+            let error = from.error.as_deref().unwrap_or(UNKNOWN_ERROR);
+            state.error_groups.remove(error, &result.id);
             // Its dead letter was taken out of the DLQ to be replayed.
             state.dead_lettered = state.dead_lettered.saturating_sub(1);
         }
     }
     add_to_tally(state, result);
+    group_error(state, result);
 }
 
 /// Closes `batch` once every one of its items has an outcome.

@@ -168,7 +168,7 @@ fn correction(result: ItemResult, from: ItemStatus) -> Step {
         count: Count::Correction {
             from: Box::new(PreviousOutcome {
                 status: from,
-                error: None,
+                error: (from == ItemStatus::Failed).then(|| "HTTP 422".to_string()),
                 output: serde_json::Value::Null,
                 failed_step: None,
                 attempts: 1,
@@ -410,6 +410,7 @@ fn a_replay_corrects_the_tally_and_the_job_waits_for_it() {
         (state.status, state.failed, state.dead_lettered),
         (JobStatus::Partial, 1, 1)
     );
+    assert_eq!(state.error_groups.groups[0].items, ["b"]);
     // `jetflow dlq replay` reopens the job after recording the replay.
     state.status = JobStatus::Processing;
     let effects = fold(&mut state, &[replayed(&["b"])]);
@@ -432,6 +433,41 @@ fn a_replay_corrects_the_tally_and_the_job_waits_for_it() {
         (state.succeeded, state.failed, state.dead_lettered),
         (2, 0, 0)
     );
+    assert!(state.error_groups.is_empty(), "{:?}", state.error_groups);
+}
+
+#[test]
+fn failures_are_grouped_by_message_exactly_once() {
+    let mut state = job("continue");
+    let timeout = ItemResult {
+        error: Some("timed out after 5s".into()),
+        ..failed(1, "c")
+    };
+    fold(
+        &mut state,
+        &[
+            fetched(1, 4),
+            counted(failed(1, "a")),
+            counted(failed(1, "b")),
+            duplicate(failed(1, "b")),
+            counted(timeout),
+            counted(succeeded(1, "d")),
+        ],
+    );
+    let groups: Vec<_> = state
+        .error_groups
+        .groups
+        .iter()
+        .map(|g| (g.error.as_str(), g.count, g.items.clone()))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("HTTP 422", 2, vec!["a".to_string(), "b".to_string()]),
+            ("timed out after 5s", 1, vec!["c".to_string()]),
+        ]
+    );
+    assert_eq!(state.error_groups.total(), state.failed);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! never the other way round.
 
 pub mod after;
+pub mod error_groups;
 pub mod fields;
 pub mod live;
 pub mod notify;
@@ -17,6 +18,7 @@ pub mod status;
 pub mod validate;
 
 pub use after::Dependency;
+pub use error_groups::{ErrorGroup, ErrorGroups};
 pub use live::ConfigChange;
 pub use notify::Notify;
 pub use outcome::{ItemOutcome, ItemStatus, OutcomeFilter, PreviousOutcome, StepOutput};

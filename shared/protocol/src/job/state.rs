@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::spec::JobSpec;
 pub use super::status::JobStatus;
+use super::{error_groups::ErrorGroups, spec::JobSpec};
 
 /// How many error samples job state keeps.
 pub const ERROR_SAMPLE_LEN: usize = 10;
@@ -145,6 +145,9 @@ pub struct JobState {
     /// The most recent item errors, at most [`ERROR_SAMPLE_LEN`].
     #[serde(default)]
     pub errors: Vec<ErrorSample>,
+    /// Every failure counted by its error message (bounded, exact).
+    #[serde(default, skip_serializing_if = "ErrorGroups::is_empty")]
+    pub error_groups: ErrorGroups,
     /// The answers of the job's reductions (`reduce` in its spec), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub results: super::reduction::Results,
@@ -203,6 +206,7 @@ impl JobState {
             finished_at: None,
             reason: None,
             errors: Vec::new(),
+            error_groups: ErrorGroups::default(),
             results: spec
                 .reduce
                 .iter()

@@ -32,7 +32,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn subject(&self, bus: &Bus) -> String {
+    pub(crate) fn subject(&self, bus: &Bus) -> String {
         bus.names.dlq_filter(self.stage, self.job.as_deref())
     }
 }

@@ -3,8 +3,8 @@
 //! (`nats stream view JETFLOW_DLQ`, `nats stream get JETFLOW_DLQ SEQ`,
 //! `nats stream rmm JETFLOW_DLQ SEQ`); replay also puts the job back to work.
 
-mod letters;
-mod replay;
+pub(crate) mod letters;
+pub(crate) mod replay;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -120,7 +120,18 @@ async fn show(nats: &NatsArgs, seq: u64) -> anyhow::Result<u8> {
 /// `dlq purge`: deletes the dead letters `filter` selects.
 async fn purge(nats: &NatsArgs, filter: &Filter) -> anyhow::Result<u8> {
     let bus = connect::existing(nats).await?;
-    let letters = letters::read(&bus, filter).await?;
+    let purged = purge_letters(&bus, filter).await?;
+    eprintln!("purged {purged} dead letters");
+    Ok(exit::OK)
+}
+
+/// Deletes the dead letters `filter` selects; how many (the dashboard's
+/// purge too).
+pub(crate) async fn purge_letters(
+    bus: &jetflow_runtime::Bus,
+    filter: &Filter,
+) -> anyhow::Result<usize> {
+    let letters = letters::read(bus, filter).await?;
     let stream = bus
         .js
         .get_stream(bus.names.dlq_stream())
@@ -132,6 +143,5 @@ async fn purge(nats: &NatsArgs, filter: &Filter) -> anyhow::Result<u8> {
             .await
             .with_context(|| format!("deleting dead letter {}", letter.seq))?;
     }
-    eprintln!("purged {} dead letters", letters.len());
-    Ok(exit::OK)
+    Ok(letters.len())
 }
