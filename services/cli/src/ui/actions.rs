@@ -140,13 +140,10 @@ fn remaining(state: &JobState) -> String {
     }
 }
 
-async fn confirm_job(
-    State(app): State<App>,
-    Path((job, action)): Path<(String, String)>,
-) -> Result<Response, Problem> {
-    allowed(&app)?;
-    let action = JobAction::parse(&action)?;
-    let state = lookup::load(&app.bus, &job).await?;
+/// The action named `name` and the state of `job`, when it applies to it.
+async fn applicable(app: &App, job: &str, name: &str) -> Result<(JobAction, JobState), Problem> {
+    let action = JobAction::parse(name)?;
+    let state = lookup::load(&app.bus, job).await?;
     if !action.applies(&state) {
         return Err(Problem::bad_request(format!(
             "job {job} is {}: {} does not apply",
@@ -154,6 +151,15 @@ async fn confirm_job(
             action.name()
         )));
     }
+    Ok((action, state))
+}
+
+async fn confirm_job(
+    State(app): State<App>,
+    Path((job, action)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    allowed(&app)?;
+    let (action, state) = applicable(&app, &job, &action).await?;
     let (heading, affects, fields, button, danger) = match action {
         JobAction::Cancel => (
             format!("Cancel job {job}?"),
@@ -261,15 +267,7 @@ async fn do_job(
 ) -> Result<Response, Problem> {
     allowed(&app)?;
     form_token(&app, &form)?;
-    let action = JobAction::parse(&action)?;
-    let state = lookup::load(&app.bus, &job).await?;
-    if !action.applies(&state) {
-        return Err(Problem::bad_request(format!(
-            "job {job} is {}: {} does not apply",
-            state.status,
-            action.name()
-        )));
-    }
+    let (action, state) = applicable(&app, &job, &action).await?;
     let text = |name: &str| {
         form.get(name)
             .map(|v| v.trim().to_string())

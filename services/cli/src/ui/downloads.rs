@@ -76,7 +76,7 @@ async fn download(
             let _ = send.send(Err(std::io::Error::other(err.to_string()))).await;
         }
     });
-    let body = Body::from_stream(tokio_stream_of(receive));
+    let body = Body::from_stream(chunks(receive));
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),
@@ -91,7 +91,7 @@ async fn download(
 }
 
 /// The receiver as a stream of chunks.
-fn tokio_stream_of(
+fn chunks(
     receive: mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::unfold(receive, |mut receive| async move {

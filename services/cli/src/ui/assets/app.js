@@ -13,6 +13,22 @@ function followLive(el) {
   });
 }
 
+// Whether the job's page says it has ended (the live section keeps the
+// status current): then the grid and in-flight list stop refreshing.
+const ENDED = ["completed", "partial", "failed", "cancelled"];
+function jobEnded() {
+  const status = document.getElementById("status");
+  return status !== null && ENDED.includes(status.textContent.trim());
+}
+
+// Runs `refresh` every `ms` while the job runs, and once more after it ends.
+function whileRunning(refresh, ms) {
+  const timer = setInterval(() => {
+    if (jobEnded()) clearInterval(timer);
+    refresh();
+  }, ms);
+}
+
 const COLORS = { p: "#c9ced6", r: "#4a90d9", c: "#3aa564", x: "#e0703a" };
 const STATUS = { p: "pending", r: "processing", c: "completed", x: "partial" };
 const CELL = 9;
@@ -61,7 +77,7 @@ function drawGrid(grid) {
     if (count) count.textContent = String(rows.length);
   }
   load();
-  if (grid.dataset.active === "true") setInterval(load, 3000);
+  if (grid.dataset.active === "true") whileRunning(load, 3000);
   window.addEventListener("resize", paint);
 }
 
@@ -77,6 +93,6 @@ document.addEventListener("DOMContentLoaded", () => {
   const inflight = document.getElementById("inflight");
   if (inflight) {
     loadFragment(inflight);
-    if (inflight.dataset.active === "true") setInterval(() => loadFragment(inflight), 2000);
+    if (inflight.dataset.active === "true") whileRunning(() => loadFragment(inflight), 2000);
   }
 });
