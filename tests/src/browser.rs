@@ -46,7 +46,7 @@ const CHROMIUM_ARGS: [&str; 10] = [
 
 const POLL: Duration = Duration::from_millis(50);
 /// Attempts at an element that went stale (its section was re-drawn).
-const STALE_RETRIES: usize = 10;
+const STALE_RETRIES: usize = 40;
 const DRIVER_READY_WITHIN: Duration = Duration::from_secs(20);
 /// The free port may be taken between choosing and binding it.
 const DRIVER_START_ATTEMPTS: usize = 3;

@@ -8,8 +8,27 @@
 function followLive(el) {
   const source = new EventSource(el.dataset.live);
   source.addEventListener("update", (e) => {
-    el.innerHTML = e.data;
+    morph(el, e.data);
     document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+  });
+}
+
+// Puts `html` into `el`, replacing only the top-level children that
+// changed: the tally changes every second on a busy job, the action
+// buttons only when the status does, and a button replaced between
+// mouse-down and mouse-up would swallow the user's click.
+function morph(el, html) {
+  const next = document.createElement("template");
+  next.innerHTML = html;
+  const fresh = Array.from(next.content.childNodes);
+  const old = Array.from(el.childNodes);
+  const same = fresh.length === old.length && fresh.every((node, i) => node.nodeType === old[i].nodeType);
+  if (!same) {
+    el.replaceChildren(...fresh);
+    return;
+  }
+  fresh.forEach((node, i) => {
+    if (!node.isEqualNode(old[i])) el.replaceChild(node, old[i]);
   });
 }
 
