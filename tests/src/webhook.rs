@@ -25,6 +25,8 @@ use serde_json::Value;
 pub struct Received {
     /// Its `Idempotency-Key` header.
     pub key: Option<String>,
+    /// Its `traceparent` header.
+    pub traceparent: Option<String>,
     /// Its path and query: `/hook?agent=a-1`.
     pub uri: String,
     /// Its body, as JSON (null if it was not JSON).
@@ -145,6 +147,10 @@ async fn receive(
     let received = Received {
         key: headers
             .get("Idempotency-Key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        traceparent: headers
+            .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         uri: uri.to_string(),

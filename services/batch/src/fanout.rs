@@ -45,10 +45,9 @@ async fn process(
         Plan::Dispatch(batch, format, kind) => {
             let _working = activity.start(&batch.job, format!("batch {}", batch.batch));
             let span = tracing::info_span!("batch.dispatch", job = %batch.job, batch = batch.batch);
-            trace::follow(&span, msg.headers.as_ref());
-            let published = dispatch(bus, batch, format, delivered > 1)
-                .instrument(span)
-                .await?;
+            let cx = trace::follow(&span, msg.headers.as_ref());
+            let dispatching = dispatch(bus, batch, format, delivered > 1).instrument(span);
+            let published = trace::carrying(cx, dispatching).await?;
             activity.count("batches_dispatched", 1);
             activity.count("tasks_published", published as u64);
             metrics.published(&kind, published as u64);

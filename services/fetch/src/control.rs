@@ -22,6 +22,7 @@ use jetflow_protocol::{
 };
 use jetflow_runtime::{
     nats::{consume, stage_consumers},
+    process::trace,
     Bus, Result, ResultExt,
 };
 use tokio_util::sync::CancellationToken;
@@ -89,7 +90,7 @@ async fn pause(bus: &Bus, msg: &Message) -> Result<()> {
         Ok(request) => request,
         Err(err) => return refuse(bus, msg, &format!("bad pause request: {err}")).await,
     };
-    let Some(job) = running_job(bus, msg, "pause").await? else {
+    let Some(Running { id: job, trace: cx }) = running_job(bus, msg, "pause").await? else {
         return Ok(());
     };
     let entry = LedgerEntry::Paused {
@@ -98,8 +99,11 @@ async fn pause(bus: &Bus, msg: &Message) -> Result<()> {
         at: now,
     };
     let id = LedgerEntry::pause_msg_id(&job, "pause", request_seq(msg));
-    bus.record_entry(&job, &entry, &id, "recording the pause request")
-        .await?;
+    trace::carrying(
+        cx,
+        bus.record_entry(&job, &entry, &id, "recording the pause request"),
+    )
+    .await?;
     tracing::info!(job, ?until, "pause requested");
     Ok(())
 }
@@ -109,7 +113,7 @@ async fn resume(bus: &Bus, msg: &Message) -> Result<()> {
         Ok(request) => request,
         Err(err) => return refuse(bus, msg, &format!("bad resume request: {err}")).await,
     };
-    let Some(job) = running_job(bus, msg, "resume").await? else {
+    let Some(Running { id: job, trace: cx }) = running_job(bus, msg, "resume").await? else {
         return Ok(());
     };
     let entry = LedgerEntry::Resumed {
@@ -117,8 +121,11 @@ async fn resume(bus: &Bus, msg: &Message) -> Result<()> {
         at: Utc::now(),
     };
     let id = LedgerEntry::pause_msg_id(&job, "resume", request_seq(msg));
-    bus.record_entry(&job, &entry, &id, "recording the resume request")
-        .await?;
+    trace::carrying(
+        cx,
+        bus.record_entry(&job, &entry, &id, "recording the resume request"),
+    )
+    .await?;
     tracing::info!(job, "resume requested");
     Ok(())
 }
@@ -128,15 +135,18 @@ async fn cancel(bus: &Bus, msg: &Message) -> Result<()> {
         Ok(request) => request,
         Err(err) => return refuse(bus, msg, &format!("bad cancel request: {err}")).await,
     };
-    let Some(job) = running_job(bus, msg, "cancel").await? else {
+    let Some(Running { id: job, trace: cx }) = running_job(bus, msg, "cancel").await? else {
         return Ok(());
     };
     let entry = LedgerEntry::Cancel {
         reason: request.reason,
         at: Utc::now(),
     };
-    bus.record_fact(&job, &entry, "recording the cancel request")
-        .await?;
+    trace::carrying(
+        cx,
+        bus.record_fact(&job, &entry, "recording the cancel request"),
+    )
+    .await?;
     tracing::info!(job, "cancel requested");
     Ok(())
 }
@@ -152,7 +162,8 @@ async fn reconfigure(bus: &Bus, msg: &Message) -> Result<()> {
         Ok(change) => change,
         Err(err) => return refuse(bus, msg, &format!("bad settings change: {err}")).await,
     };
-    let Some(job) = running_job(bus, msg, "settings change").await? else {
+    let Some(Running { id: job, trace: cx }) = running_job(bus, msg, "settings change").await?
+    else {
         return Ok(());
     };
     // One ledger entry per request, however often it is redelivered.
@@ -161,15 +172,25 @@ async fn reconfigure(bus: &Bus, msg: &Message) -> Result<()> {
         at: Utc::now(),
     };
     let id = LedgerEntry::config_msg_id(&job, request_seq(msg));
-    bus.record_entry(&job, &entry, &id, "recording the settings change")
-        .await?;
+    trace::carrying(
+        cx,
+        bus.record_entry(&job, &entry, &id, "recording the settings change"),
+    )
+    .await?;
     tracing::info!(job, ?change, "settings change requested");
     Ok(())
 }
 
+/// A running job a request is for.
+struct Running {
+    id: String,
+    /// The job's trace context: its ledger entries carry it, whoever asked.
+    trace: trace::TraceContext,
+}
+
 /// The job a request on `<ns>.jobs.<kind>.<job>` is for, if it is still
 /// running; dead-letters requests for invalid or unknown jobs.
-async fn running_job(bus: &Bus, msg: &Message, what: &str) -> Result<Option<String>> {
+async fn running_job(bus: &Bus, msg: &Message, what: &str) -> Result<Option<Running>> {
     let job = msg.subject.as_str().rsplit('.').next().unwrap_or_default();
     if names::validate_job_id(job).is_err() {
         refuse(bus, msg, &format!("{what} for an invalid job id")).await?;
@@ -188,7 +209,10 @@ async fn running_job(bus: &Bus, msg: &Message, what: &str) -> Result<Option<Stri
         tracing::info!(job, status = %state.status, "{what} for a job that is already stopping or ended");
         return Ok(None);
     }
-    Ok(Some(job.to_string()))
+    Ok(Some(Running {
+        id: job.to_string(),
+        trace: trace::remote(state.traceparent.as_deref()),
+    }))
 }
 
 /// The request's sequence in the jobs stream: what its ledger entry's id

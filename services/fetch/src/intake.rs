@@ -63,8 +63,8 @@ async fn handle(bus: &Bus, msg: &Message) -> jetflow_runtime::Result<()> {
             // The job's root span: a child of the submitter's trace if it
             // sent a `traceparent`. Every stage's spans of the job join it.
             let span = tracing::info_span!("job", job = spec.id.as_deref().unwrap_or(""), kind = %spec.kind);
-            trace::follow(&span, msg.headers.as_ref());
-            accept(bus, *spec).instrument(span).await
+            let cx = trace::follow(&span, msg.headers.as_ref());
+            trace::carrying(cx, accept(bus, *spec).instrument(span)).await
         }
         Verdict::Rejected { id, reason } => reject(bus, &id, &reason).await,
         Verdict::NotAJob(reason) => {
@@ -104,6 +104,8 @@ async fn accept(bus: &Bus, spec: JobSpec) -> jetflow_runtime::Result<()> {
     let tasks = TaskQueue::of(&bus.names, &id);
     let mut state = JobState::new(&spec, Utc::now());
     state.tasks = Some(tasks.clone());
+    // The job's root span's context when exporting, else the submitter's
+    // own, passed through: what every message of the job carries.
     state.traceparent = trace::traceparent(&tracing::Span::current());
     match bus.kv.jobs.create(&id, codec::to_json(&state)).await {
         Ok(_) => {}

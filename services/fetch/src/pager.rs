@@ -50,14 +50,18 @@ pub async fn page_job(
     let job = state.borrow().id.clone();
     let _paging = activity.job(&job);
     match Pager::open(&bus, http, state, activity.clone(), metrics).await {
-        Ok(Some(mut pager)) => match pager.run(&stop).await {
-            Ok(work) => work,
-            Err(Error::Shutdown) => Work::Interrupted,
-            Err(err) => {
-                tracing::warn!(job, error = %err, "paging interrupted; will resume from the checkpoint");
-                Work::Interrupted
+        Ok(Some(mut pager)) => {
+            // Everything the job's paging sends carries the job's context.
+            let cx = trace::remote(pager.traceparent.as_deref());
+            match trace::carrying(cx, pager.run(&stop)).await {
+                Ok(work) => work,
+                Err(Error::Shutdown) => Work::Interrupted,
+                Err(err) => {
+                    tracing::warn!(job, error = %err, "paging interrupted; will resume from the checkpoint");
+                    Work::Interrupted
+                }
             }
-        },
+        }
         Ok(None) => Work::Finished,
         Err(err) => {
             tracing::warn!(job, error = %err, "cannot start paging; will retry");
@@ -149,7 +153,8 @@ impl Pager {
                 Gate::JobEnded => return Ok(Work::Finished),
             }
             let span = tracing::info_span!("fetch.page", job = %self.job, batch = self.checkpoint.batches + 1);
-            trace::follow_traceparent(&span, self.traceparent.as_deref());
+            // The page's work already carries the job's context (`page_job`).
+            let _ = trace::follow_traceparent(&span, self.traceparent.as_deref());
             let page = match self
                 .read_page(settings.fetch_size, stop)
                 .instrument(span.clone())

@@ -7,7 +7,10 @@ use jetflow_protocol::{
     job::{HandlerSpec, JobSpec, JobState, Settings},
     names::RateScope,
 };
-use jetflow_runtime::{process::activity::Activity, process::metrics::Metrics, Bus};
+use jetflow_runtime::{
+    process::{activity::Activity, metrics::Metrics, trace},
+    Bus,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -90,7 +93,11 @@ impl JobContext {
             .target()
             .unwrap_or_else(|| state.spec.handler.type_name().to_string());
         Self {
-            ledger: LedgerWriter::start(bus.clone(), state.id.clone()),
+            ledger: LedgerWriter::start(
+                bus.clone(),
+                state.id.clone(),
+                trace::remote(state.traceparent.as_deref()),
+            ),
             bus,
             http,
             slots,

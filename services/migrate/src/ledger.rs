@@ -20,7 +20,7 @@ use std::borrow::Borrow;
 use bytes::Bytes;
 use futures::{stream::FuturesUnordered, StreamExt};
 use jetflow_protocol::{codec, messages::ItemResult};
-use jetflow_runtime::{Bus, Error, ErrorKind, Result, ResultExt};
+use jetflow_runtime::{process::trace, Bus, Error, ErrorKind, Result, ResultExt};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most results in one group.
@@ -50,10 +50,11 @@ pub(crate) struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    /// Starts `job`'s writer.
-    pub(crate) fn start(bus: Bus, job: String) -> Self {
+    /// Starts `job`'s writer; its groups carry the job's trace context
+    /// `job_trace` (a group holds many items' results, so no one item's).
+    pub(crate) fn start(bus: Bus, job: String, job_trace: trace::TraceContext) -> Self {
         let (tx, rx) = mpsc::channel(MAX_GROUP * MAX_IN_FLIGHT);
-        tokio::spawn(write_groups(bus, job, rx));
+        tokio::spawn(trace::carrying(job_trace, write_groups(bus, job, rx)));
         Self { tx }
     }
 

@@ -407,8 +407,15 @@ async fn give_back(msg: &Message) {
 async fn handle(ctx: &JobContext, msg: Message, ack_wait: Duration) {
     // Debug level: with no trace exporter nobody wants a span per item.
     let span = tracing::debug_span!("item", job = %ctx.job, item = tracing::field::Empty);
-    trace::follow(&span, msg.headers.as_ref());
-    let ack = match item::process(ctx, &msg, ack_wait).instrument(span).await {
+    // The task's context (the job's, or its batch span's when exporting);
+    // a task published without one (by hand) runs in the job's.
+    let mut cx = trace::follow(&span, msg.headers.as_ref());
+    if !trace::is_traced(&cx) {
+        let job_traceparent = ctx.states.borrow().traceparent.clone();
+        cx = trace::follow_traceparent(&span, job_traceparent.as_deref());
+    }
+    let processed = trace::carrying(cx, item::process(ctx, &msg, ack_wait).instrument(span));
+    let ack = match processed.await {
         Ok(ack) => ack,
         Err(err) => {
             // Our own plumbing failed (NATS unavailable): try again shortly.

@@ -29,7 +29,7 @@ use jetflow_protocol::{
     retry::retry_delay,
     Stage,
 };
-use jetflow_runtime::{nats::stage_consumers, Bus, Result, ResultExt};
+use jetflow_runtime::{nats::stage_consumers, process::trace, Bus, Result, ResultExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::announce;
@@ -57,6 +57,8 @@ pub async fn publish(bus: &Bus, state: &JobState) -> Result<()> {
         };
         let mut hdrs = codec::headers_for(codec::Format::Json);
         hdrs.insert(headers::MSG_ID, notification.msg_id().as_str());
+        // The receiver joins the job's trace (the fold carries it).
+        trace::inject_current(&mut hdrs);
         bus.js
             .publish_with_headers(
                 bus.names.notify_subject(&state.id),
@@ -159,7 +161,11 @@ async fn handle(
         }
     };
     let (job, target) = (&notification.job, notification.target.target());
-    let sent = send(bus, http, &notification).await;
+    let sent = trace::carrying(
+        trace::extract(msg.headers.as_ref()),
+        send(bus, http, &notification),
+    )
+    .await;
     match judge(sent, attempt, attempts) {
         Next::Done => {
             tracing::info!(job, target = %redacted(target), attempt, "job end notified");
@@ -200,8 +206,11 @@ async fn send(
     let body = codec::to_json(&n.event);
     match (&n.target.url, &n.target.subject) {
         (Some(url), _) => {
-            let response = http
-                .post(url)
+            let mut request = http.post(url);
+            for (name, value) in trace::headers_of(&tracing::Span::current()) {
+                request = request.header(name, value);
+            }
+            let response = request
                 .header(headers::CONTENT_TYPE, "application/json")
                 .header(headers::IDEMPOTENCY_KEY, &key)
                 .header(headers::JOB, &n.job)
@@ -222,6 +231,7 @@ async fn send(
             hdrs.insert(headers::IDEMPOTENCY_KEY, key.as_str());
             hdrs.insert(headers::MSG_ID, key.as_str());
             hdrs.insert(headers::JOB, n.job.as_str());
+            trace::inject_current(&mut hdrs);
             publish_to(bus, subject, hdrs, body).await
         }
         (None, None) => Err("neither a url nor a subject".into()),

@@ -154,8 +154,8 @@ impl Reducer {
             }
             let span =
                 tracing::info_span!("reduce.fold", job = %self.job, entries = messages.len());
-            trace::follow_traceparent(&span, self.state.traceparent.as_deref());
-            if self.fold(messages).instrument(span).await? {
+            let cx = trace::follow_traceparent(&span, self.state.traceparent.as_deref());
+            if trace::carrying(cx, self.fold(messages).instrument(span)).await? {
                 return Ok(Work::Finished);
             }
             self.purge_folded(false).await;

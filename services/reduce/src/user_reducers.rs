@@ -22,7 +22,7 @@ use jetflow_protocol::{
     messages::{ReduceReply, ReduceRequest},
     text::quote,
 };
-use jetflow_runtime::{Bus, Error, ErrorKind, Result};
+use jetflow_runtime::{process::trace, Bus, Error, ErrorKind, Result};
 use serde_json::Value;
 
 /// Most outputs in one request...
@@ -105,12 +105,15 @@ async fn ask(
     timeout: std::time::Duration,
     request: &ReduceRequest,
 ) -> Result<std::result::Result<Value, String>> {
+    // The user's reducer joins the job's trace (the fold carries it).
+    let mut hdrs = codec::headers_for(codec::Format::Json);
+    trace::inject_current(&mut hdrs);
     let reply = bus
         .client
         .send_request(
             subject.to_string(),
             Request::new()
-                .headers(codec::headers_for(codec::Format::Json))
+                .headers(hdrs)
                 .payload(codec::to_json(request))
                 .timeout(Some(timeout)),
         )

@@ -9,7 +9,7 @@ use jetflow_protocol::{
     job::{fields, parse_submission, Invalid, JobSpec, JobState, JobStatus},
     messages::{EventKind, JobEvent},
 };
-use jetflow_runtime::{Bus, NatsArgs};
+use jetflow_runtime::{process::trace, Bus, NatsArgs};
 use serde_json::Value;
 
 use crate::{commands::dry_run, connect, exit, progress, render};
@@ -18,6 +18,10 @@ use crate::{commands::dry_run, connect, exit, progress, render};
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Arguments of `jetflow submit`.
+///
+/// A `TRACEPARENT` in the environment (W3C, as CI systems and `otel-cli`
+/// set it) makes the job part of that trace: every message of the job and
+/// every call it makes carries it.
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
     /// The job, as JSON; `-` reads standard input.
@@ -152,6 +156,8 @@ pub async fn submit(bus: &Bus, id: &str, body: Value) -> anyhow::Result<Verdict>
         .context("subscribing to the job's events")?;
     let mut hdrs = codec::headers_for(codec::Format::Json);
     hdrs.insert(headers::MSG_ID, JobSpec::submission_msg_id(id).as_str());
+    // The job joins the trace of whoever runs the command, when it has one.
+    trace::inject_context(&trace::from_environment(), &mut hdrs);
     let ack = bus
         .js
         .publish_with_headers(bus.names.submit_subject(), hdrs, codec::to_json(&body))

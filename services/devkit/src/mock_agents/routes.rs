@@ -70,6 +70,11 @@ async fn migrate(
     body: Bytes,
 ) -> Response {
     state.counters.count_call();
+    state.counters.count_trace(
+        headers
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok()),
+    );
     let _in_flight = InFlight::enter(&state.counters);
     let key = headers
         .get(IDEMPOTENCY_KEY)

@@ -162,6 +162,12 @@ impl MockAgents {
         self.state.counters.calls_per_second()
     }
 
+    /// Migrate calls by the trace id of their `traceparent` header; calls
+    /// without one count under `""`.
+    pub fn calls_by_trace(&self) -> std::collections::BTreeMap<String, u64> {
+        self.state.counters.calls_by_trace()
+    }
+
     /// Restarts `max_in_flight` from the number of calls in flight now.
     pub fn reset_max_in_flight(&self) {
         self.state.counters.reset_max_in_flight();

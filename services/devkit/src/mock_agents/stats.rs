@@ -64,6 +64,9 @@ pub(crate) struct Counters {
     /// Migrate calls per whole second of the wall clock (seconds since the
     /// epoch), for rate-limit checks.
     pub per_second: std::sync::Mutex<std::collections::BTreeMap<u64, u64>>,
+    /// Migrate calls by the trace id of their `traceparent` header (`""`
+    /// for calls that had none), for trace-propagation checks.
+    pub traces: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// How many call arrival times the mock keeps.
@@ -92,6 +95,24 @@ impl Counters {
             .map_or(0, |d| d.as_secs());
         let mut per_second = self.per_second.lock().unwrap_or_else(|e| e.into_inner());
         *per_second.entry(second).or_default() += 1;
+    }
+
+    /// Counts a migrate call under the trace id of `traceparent`.
+    pub(crate) fn count_trace(&self, traceparent: Option<&str>) {
+        let trace_id = traceparent
+            .and_then(|tp| tp.split('-').nth(1))
+            .unwrap_or_default()
+            .to_string();
+        let mut traces = self.traces.lock().unwrap_or_else(|e| e.into_inner());
+        *traces.entry(trace_id).or_default() += 1;
+    }
+
+    /// Migrate calls by trace id (`""`: none).
+    pub(crate) fn calls_by_trace(&self) -> std::collections::BTreeMap<String, u64> {
+        self.traces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Migrate calls in each whole second of the wall clock that saw any,

@@ -161,8 +161,9 @@ pub struct JobState {
     /// including this stream sequence.
     #[serde(default)]
     pub folded_seq: u64,
-    /// W3C `traceparent` of the job's root span, when traces are exported:
-    /// every stage's spans for the job join this trace.
+    /// The job's W3C `traceparent`: its root span's when traces are
+    /// exported, else the submitter's own, passed through. Every message of
+    /// the job and every call it makes carries this trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     /// Where the job's tasks wait (external workers pull from it).
