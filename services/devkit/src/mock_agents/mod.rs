@@ -19,6 +19,7 @@ mod catalog;
 mod config;
 mod faults;
 mod job;
+mod occupancy;
 mod routes;
 mod server;
 mod state;

@@ -168,6 +168,13 @@ impl MockAgents {
         self.state.counters.calls_by_trace()
     }
 
+    /// Total time the mock has had at least `level` migrate calls in flight
+    /// at once: concurrency weighted by time, which unlike samples of
+    /// `in_flight` does not thin out on a loaded machine.
+    pub fn time_with_calls_in_flight(&self, level: u64) -> Duration {
+        self.state.counters.time_at_least(level)
+    }
+
     /// Restarts `max_in_flight` from the number of calls in flight now.
     pub fn reset_max_in_flight(&self) {
         self.state.counters.reset_max_in_flight();

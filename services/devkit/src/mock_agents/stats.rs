@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::occupancy::Occupancy;
+
 /// Snapshot of the mock's counters, as `GET /stats` returns it.
 ///
 /// Every migrate call ends in exactly one of `successes`, `transient_errors`,
@@ -67,6 +69,8 @@ pub(crate) struct Counters {
     /// Migrate calls by the trace id of their `traceparent` header (`""`
     /// for calls that had none), for trace-propagation checks.
     pub traces: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// How long each number of calls has been in flight.
+    pub occupancy: std::sync::Mutex<Occupancy>,
 }
 
 /// How many call arrival times the mock keeps.
@@ -148,6 +152,15 @@ impl Counters {
         }
     }
 
+    /// Total time with at least `level` migrate calls in flight.
+    pub(crate) fn time_at_least(&self, level: u64) -> std::time::Duration {
+        self.occupancy_lock().time_at_least(level, Instant::now())
+    }
+
+    fn occupancy_lock(&self) -> std::sync::MutexGuard<'_, Occupancy> {
+        self.occupancy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Restarts the high-water mark from the calls in flight now.
     pub(crate) fn reset_max_in_flight(&self) {
         let now = self.in_flight.load(Ordering::SeqCst);
@@ -165,6 +178,7 @@ impl<'a> InFlight<'a> {
     pub(crate) fn enter(counters: &'a Counters) -> Self {
         let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        counters.occupancy_lock().change(1, Instant::now());
         Self(counters)
     }
 }
@@ -172,6 +186,7 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.occupancy_lock().change(-1, Instant::now());
     }
 }
 
@@ -189,6 +204,8 @@ mod tests {
         }
         let stats = counters.snapshot(0);
         assert_eq!((stats.in_flight, stats.max_in_flight), (0, 2));
+        assert!(counters.time_at_least(2) > std::time::Duration::ZERO);
+        assert_eq!(counters.time_at_least(3), std::time::Duration::ZERO);
         counters.reset_max_in_flight();
         assert_eq!(counters.snapshot(0).max_in_flight, 0);
     }
