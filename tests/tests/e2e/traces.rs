@@ -101,18 +101,7 @@ async fn a_jobs_spans_in_every_service_and_its_workers_share_one_trace() -> anyh
     // Every task and every ledger entry (grouped results too) in it.
     stop.cancel();
     let seen = watching.await?;
-    for kind in ["task", "result"] {
-        let ids = seen
-            .get(kind)
-            .with_context(|| format!("no {kind} message seen"))?;
-        let untraced = ids.iter().filter(|t| **t != trace_id).count();
-        assert_eq!(
-            untraced,
-            0,
-            "{untraced} of {} {kind} messages not in the trace",
-            ids.len()
-        );
-    }
+    all_in_trace(&seen, &["task", "result"], &trace_id)?;
 
     // Spans from every service, in the one trace.
     let wanted = [
@@ -183,6 +172,26 @@ async fn trace_ids_on(
         }
         seen
     }))
+}
+
+/// Checks that messages of each of `kinds` were seen, all in `trace_id`.
+fn all_in_trace(
+    seen: &BTreeMap<String, Vec<String>>,
+    kinds: &[&str],
+    trace_id: &str,
+) -> anyhow::Result<()> {
+    for kind in kinds {
+        let ids = seen
+            .get(*kind)
+            .with_context(|| format!("no {kind} message seen: {seen:?}"))?;
+        let untraced = ids.iter().filter(|t| *t != trace_id).count();
+        anyhow::ensure!(
+            untraced == 0,
+            "{untraced} of {} {kind} messages without the trace",
+            ids.len()
+        );
+    }
+    Ok(())
 }
 
 /// The trace id of a `traceparent`; `""` for none.
@@ -305,18 +314,7 @@ async fn a_submitters_trace_reaches_every_message_and_call_with_no_exporter() ->
     let seen = watching.await?;
     let counts: BTreeMap<&String, usize> = seen.iter().map(|(k, v)| (k, v.len())).collect();
     println!("messages of the job seen, by kind: {counts:?}");
-    for kind in ["batch", "task", "result", "events", "notify"] {
-        let ids = seen
-            .get(kind)
-            .with_context(|| format!("no {kind} message seen: {seen:?}"))?;
-        let untraced = ids.iter().filter(|t| **t != trace_id).count();
-        assert_eq!(
-            untraced,
-            0,
-            "{untraced} of {} {kind} messages without the trace",
-            ids.len()
-        );
-    }
+    all_in_trace(&seen, &["batch", "task", "result", "events", "notify"], &trace_id)?;
     assert_eq!(seen["task"].len(), 300, "one task per item");
     assert_eq!(seen["batch"].len(), 6, "one batch per page of 50");
     assert!(

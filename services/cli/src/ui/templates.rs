@@ -245,6 +245,20 @@ pub struct Field {
 }
 
 #[derive(Template)]
+#[template(path = "preview.html")]
+pub struct PreviewPage {
+    pub frame: Frame,
+    pub csrf: String,
+    pub job_text: String,
+    pub pages: u32,
+    pub max_pages: u32,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+    pub report: Option<String>,
+}
+framed!(PreviewPage);
+
+#[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage {
     pub frame: Frame,
