@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use jetflow_devkit::{MockAgents, MockAgentsConfig};
 use jetflow_e2e::{
     browser::{screenshot_dir, Browser},
@@ -166,8 +166,8 @@ async fn the_dashboard_follows_a_running_job_live_in_a_real_browser() -> anyhow:
         let post = http.post(&url).form(&[("csrf", "x")]).send().await?;
         assert_eq!(post.status(), 403, "POST {action}");
     }
-    for action in ["replay", "purge"] {
-        let url = ui.at(&format!("/dlq/actions/{action}"));
+    for action in ["dlq/actions/replay", "dlq/actions/purge", "preview"] {
+        let url = ui.at(&format!("/{action}"));
         assert_eq!(http.get(&url).send().await?.status(), 403, "GET {action}");
         assert_eq!(
             http.post(&url)
@@ -180,6 +180,7 @@ async fn the_dashboard_follows_a_running_job_live_in_a_real_browser() -> anyhow:
     }
     browser.goto(&ui.at("/dlq")).await?;
     assert!(!browser.exists("[data-action]").await?);
+    assert!(!browser.exists("#nav-preview").await?);
     assert_eq!(
         number(&browser.text("#letter-count").await?),
         state.dead_lettered
@@ -405,6 +406,101 @@ async fn a_job_of_20000_batches_has_a_small_page_that_renders() -> anyhow::Resul
     browser
         .screenshot(&screenshot_dir().join("dashboard-20000-batches.png"))
         .await?;
+    browser.close().await?;
+    Ok(())
+}
+
+/// The dry run of a pasted job file (acceptance 5's dashboard half): the
+/// item count and the first requests as they would be sent, the typo
+/// warned about, and nothing called or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pasted_job_is_previewed_without_a_call_or_a_write() -> anyhow::Result<()> {
+    let env = TestEnv::start("ui-preview").await?;
+    let mock = MockAgents::start(MockAgentsConfig {
+        agents: 120,
+        ..Default::default()
+    })
+    .await?;
+    let ui = Dashboard::start(&env.nats, &["--allow-actions"])?;
+    let browser = Browser::start().await?;
+    let job = "ui-preview-job";
+    let mut spec = mock.migration_job(job, json!({"fetch_size": 50}));
+    spec["batch"]["concurency"] = json!(10);
+    browser.goto(&ui.at("/")).await?;
+    browser.click("#nav-preview").await?;
+    browser.fill("#job-text", &spec.to_string()).await?;
+    browser.fill("input[name=pages]", "3").await?;
+    browser.click("#preview").await?;
+    let report = browser.text("#report").await?;
+    assert!(report.contains("120 items"), "{report}");
+    let first_call = mock.migrate_url_template().replace("{id}", "agent-00001");
+    assert!(report.contains(&format!("POST {first_call}")), "{report}");
+    assert!(report.contains("Idempotency-Key"), "{report}");
+    let warnings = browser.text("#warnings").await?;
+    assert!(
+        warnings.contains("batch.concurency") && warnings.contains("did you mean concurrency"),
+        "{warnings}"
+    );
+    // The pasted text stays, to edit and preview again.
+    let kept = browser
+        .eval("return document.getElementById('job-text').value")
+        .await?;
+    assert!(kept.as_str().unwrap_or_default().contains(job));
+    browser
+        .screenshot(&screenshot_dir().join("dashboard-preview.png"))
+        .await?;
+
+    // Paged (3 pages of 50), nothing called, nothing written.
+    let stats = mock.stats();
+    assert_eq!((stats.pages, stats.calls), (3, 0), "{stats:?}");
+    assert!(env.bus.kv.jobs.get(job).await?.is_none());
+    assert!(env.bus.kv.specs.get(job).await?.is_none());
+
+    // Submit, having read it: the job's page, and the job runs exactly once
+    // (a second press publishes the same id, which the stream drops).
+    let submit_form = "form[action='/preview/submit']";
+    let document = browser
+        .attr(&format!("{submit_form} input[name=job]"), "value")
+        .await?
+        .unwrap_or_default();
+    let csrf = browser
+        .attr(&format!("{submit_form} input[name=csrf]"), "value")
+        .await?
+        .unwrap_or_default();
+    browser.click("#submit-job").await?;
+    let on_job_page = format!("/jobs/{job}");
+    browser
+        .wait_for(
+            "the job's page",
+            LIVE_WITHIN,
+            async |b: &Browser| b.current_url().await,
+            |url| url.contains(&on_job_page),
+        )
+        .await?;
+    assert_eq!(browser.text("#flash").await?, "submitted");
+    let end = jobs::wait_for_end(&env.bus, job).await?;
+    assert_eq!((end.status, end.succeeded), (JobStatus::Completed, 120));
+    let http = reqwest::Client::new();
+    let again = http
+        .post(ui.at("/preview/submit"))
+        .form(&[("csrf", csrf), ("job", document)])
+        .send()
+        .await?;
+    assert!(again.status().is_success(), "{again:?}");
+    // Had the second press made a new job, its state would exist by now:
+    // a new job's submit answers once fetch has accepted it.
+    let jobs: Vec<String> = env.bus.kv.jobs.keys().await?.try_collect().await?;
+    assert_eq!(jobs, [job], "submitted twice, one job");
+    assert_eq!(mock.stats().calls, 120);
+
+    // A job the services would refuse says why.
+    browser.goto(&ui.at("/preview")).await?;
+    browser
+        .fill("#job-text", r#"{"source": {"type": "ids", "ids": []}}"#)
+        .await?;
+    browser.click("#preview").await?;
+    let error = browser.text("#preview-error").await?;
+    assert!(error.contains("rejected"), "{error}");
     browser.close().await?;
     Ok(())
 }

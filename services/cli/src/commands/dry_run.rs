@@ -18,7 +18,7 @@ use jetflow_protocol::{
     job::{HandlerSpec, JobSpec, StepCall},
     messages::Item,
 };
-use jetflow_runtime::NatsArgs;
+use jetflow_runtime::{Bus, NatsArgs};
 use serde_json::Value;
 
 use crate::{connect, exit};
@@ -44,26 +44,47 @@ struct Paged {
 
 /// Prints the dry run of `spec`; the exit code.
 pub async fn run(spec: &JobSpec, reach: Reach, nats_args: &NatsArgs) -> anyhow::Result<u8> {
+    // A `nats` source is asked for pages (requests only); a `job` source
+    // reads the other job's outcomes. Neither writes; the others do not
+    // even connect.
     let http_client = source::http_client().context("building the HTTP client")?;
-    let source = match Source::without_nats(&spec.source, http_client.clone()) {
-        Some(source) => source,
-        None => {
-            // A `nats` source is asked for pages (requests only); a `job`
-            // source reads the other job's outcomes. Neither writes.
-            let bus = connect::existing(nats_args).await?;
-            let job = spec.id.as_deref().unwrap_or_default();
-            Source::new(&spec.source, job, http_client, &bus)
-        }
+    let bus = match Source::without_nats(&spec.source, http_client) {
+        Some(_) => None,
+        None => Some(connect::existing(nats_args).await?),
     };
-    let paged = match page(&source, spec, reach).await {
-        Ok(paged) => paged,
+    match preview(spec, reach, bus.as_ref()).await? {
+        Ok(report) => {
+            print!("{report}");
+            Ok(exit::OK)
+        }
         Err(error) => {
             eprintln!("the source refused or failed: {error}");
-            return Ok(exit::FAILED);
+            Ok(exit::FAILED)
         }
+    }
+}
+
+/// The dry run's report of `spec` (as `run` prints it, and the dashboard
+/// shows it), or why the source refused or failed. `bus` is what a source
+/// that pages over NATS reads through; with none, such a source is an
+/// error.
+pub async fn preview(
+    spec: &JobSpec,
+    reach: Reach,
+    bus: Option<&Bus>,
+) -> anyhow::Result<Result<String, String>> {
+    let http_client = source::http_client().context("building the HTTP client")?;
+    let source = match (Source::without_nats(&spec.source, http_client.clone()), bus) {
+        (Some(source), _) => source,
+        (None, Some(bus)) => {
+            let job = spec.id.as_deref().unwrap_or_default();
+            Source::new(&spec.source, job, http_client, bus)
+        }
+        (None, None) => anyhow::bail!("a {} source needs NATS", spec.source.type_name()),
     };
-    print!("{}", report(spec, &paged, reach.requests));
-    Ok(exit::OK)
+    Ok(page(&source, spec, reach)
+        .await
+        .map(|paged| report(spec, &paged, reach.requests)))
 }
 
 async fn page(source: &Source, spec: &JobSpec, reach: Reach) -> Result<Paged, String> {

@@ -111,7 +111,7 @@ pub fn for_job(state: &JobState) -> Vec<ActionLink> {
         .collect()
 }
 
-fn allowed(app: &App) -> Result<(), Problem> {
+pub(super) fn allowed(app: &App) -> Result<(), Problem> {
     if app.options.allow_actions {
         Ok(())
     } else {
@@ -121,7 +121,7 @@ fn allowed(app: &App) -> Result<(), Problem> {
     }
 }
 
-fn form_token(app: &App, form: &HashMap<String, String>) -> Result<(), Problem> {
+pub(super) fn form_token(app: &App, form: &HashMap<String, String>) -> Result<(), Problem> {
     match form.get("csrf") {
         Some(token) if access::same(token, &app.csrf) => Ok(()),
         _ => Err(Problem::forbidden(

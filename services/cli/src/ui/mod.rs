@@ -19,6 +19,7 @@ mod listing;
 mod live;
 mod lookup;
 mod ops_pages;
+mod preview;
 mod problem;
 mod templates;
 mod view;
@@ -154,6 +155,7 @@ fn routes(app: App) -> Router {
         .route("/assets/app.css", get(asset_css))
         .route("/assets/app.js", get(asset_js))
         .merge(actions::routes())
+        .merge(preview::routes())
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }

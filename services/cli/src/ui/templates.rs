@@ -245,6 +245,23 @@ pub struct Field {
 }
 
 #[derive(Template)]
+#[template(path = "preview.html")]
+pub struct PreviewPage {
+    pub frame: Frame,
+    pub csrf: String,
+    pub job_text: String,
+    pub pages: u32,
+    pub max_pages: u32,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+    pub report: Option<String>,
+    /// The previewed job's id and the document to submit, once a preview
+    /// has run.
+    pub submit: Option<(String, String)>,
+}
+framed!(PreviewPage);
+
+#[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage {
     pub frame: Frame,
